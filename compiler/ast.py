@@ -1,0 +1,222 @@
+"""AST of a .pspec file: frozen dataclasses, each carrying the span it was parsed from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from paperspec.compiler.diagnostics import Span
+
+# ---- expressions ----
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: object  # int, float, str, bool or None
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    items: tuple
+    span: Span
+
+
+@dataclass(frozen=True)
+class TupleExpr:
+    items: tuple
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    op: str  # + - * / // % @ ** and or
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str  # == != < <= > >=
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class UnaryOp:
+    op: str  # - not
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Conditional:
+    condition: Expr
+    then: Expr
+    otherwise: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    func: Expr
+    args: tuple  # of Expr
+    keywords: tuple  # of Keyword
+    span: Span
+
+
+@dataclass(frozen=True)
+class Slice:
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class EllipsisExpr:
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    value: Expr
+    subscripts: tuple  # of Expr | Slice | EllipsisExpr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Attribute:
+    value: Expr
+    name: str
+    span: Span
+
+
+Expr = Union[Name, Literal, ListExpr, TupleExpr, BinaryOp, Compare, UnaryOp, Conditional, Call, Index, Attribute]
+
+# ---- types ----
+
+
+@dataclass(frozen=True)
+class TensorTypeExpr:
+    dtype: str | None  # None: the dtype is left to the default (f32)
+    dims: tuple  # of Expr | EllipsisExpr; a comparison `T <= ctx` declares a dim with a constraint
+    span: Span
+    dtype_span: Span | None = None
+
+
+# ---- statements ----
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    name: str
+    type: TensorTypeExpr
+    span: Span
+
+
+@dataclass(frozen=True)
+class OutputDecl:
+    name: str | None
+    type: TensorTypeExpr | None
+    value: Expr | None  # None: output the existing binding `name`
+    span: Span
+
+
+@dataclass(frozen=True)
+class Assign:
+    targets: tuple  # of str
+    value: Expr
+    span: Span
+    target_spans: tuple = ()
+
+
+@dataclass(frozen=True)
+class ParamDecl:
+    name: str
+    type: TensorTypeExpr
+    init: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Tie:
+    target: tuple  # module path, last item the parameter name
+    source: tuple
+    span: Span
+    target_span: Span
+    source_span: Span
+
+
+@dataclass(frozen=True)
+class Repeat:
+    count: Expr
+    index: str | None
+    body: tuple
+    span: Span
+
+
+@dataclass(frozen=True)
+class If:
+    condition: Expr
+    then: tuple
+    otherwise: tuple
+    span: Span
+
+
+Stmt = Union[InputDecl, OutputDecl, Assign, ParamDecl, Tie, Repeat, If]
+
+# ---- top level ----
+
+
+@dataclass(frozen=True)
+class BlockParam:
+    name: str
+    type_name: str
+    default: Expr | None
+    span: Span
+    type_span: Span
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    kind: str  # "block" or "model"
+    name: str
+    params: tuple  # of BlockParam
+    body: tuple  # of Stmt
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Import:
+    path: str
+    alias: str | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    path: str
+    name: str | None
+    title: str | None
+    cites: tuple
+    imports: tuple  # of Import
+    blocks: tuple  # of BlockDef
+    span: Span
+    source_hash: str = field(default="")
