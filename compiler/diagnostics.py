@@ -46,6 +46,7 @@ class SpecError(Exception):
         self.message = message
         self.span = span
         self.hint = hint
+        self.notes: list[str] = []
 
     def __str__(self) -> str:
         where = f"{self.span}: " if self.span else ""
@@ -64,6 +65,7 @@ class SpecError(Exception):
             lines.append(f" {gutter} | {' ' * (self.span.column - 1)}{'^' * width}")
         if self.hint:
             lines.append(f"hint: {self.hint}")
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 

@@ -1,0 +1,107 @@
+"""The Python API: load a spec, check it, and build its models as PyTorch modules."""
+
+from __future__ import annotations
+
+import linecache
+import types as python_types
+from dataclasses import dataclass, field
+
+from paperspec.compiler.backends import torch as torch_backend
+from paperspec.compiler.diagnostics import SpecError
+from paperspec.compiler.elaborate import CompilationUnit, Compiler
+from paperspec.compiler.ir import BlockGraph, count_parameters
+
+
+@dataclass
+class Spec:
+    """A loaded spec file. `build(model, **params)` gives an nn.Module."""
+
+    unit: CompilationUnit
+    compiler: Compiler
+    _graphs: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.unit.spec.path
+
+    @property
+    def name(self) -> str | None:
+        return self.unit.spec.name
+
+    @property
+    def title(self) -> str | None:
+        return self.unit.spec.title
+
+    @property
+    def cites(self) -> tuple:
+        return self.unit.spec.cites
+
+    @property
+    def source_hash(self) -> str:
+        return self.unit.spec.source_hash
+
+    def models(self) -> list:
+        return self.unit.models()
+
+    def default_model(self, model: str | None) -> str:
+        if model is not None:
+            return model
+        models = self.models()
+        if len(models) == 1:
+            return models[0]
+        if not models:
+            raise SpecError(f"{self.path} defines no model", None)
+        raise SpecError(f"{self.path} defines several models ({', '.join(models)}); choose one with --model", None)
+
+    def graph(self, model: str | None = None, **params) -> BlockGraph:
+        """The elaborated, shape-checked IR of a model."""
+        model = self.default_model(model)
+        key = (model, tuple(sorted(params.items(), key=lambda item: item[0])))
+        if key not in self._graphs:
+            self._graphs[key] = self.compiler.elaborate_model(self.unit, model, params)
+        return self._graphs[key]
+
+    def check(self) -> list:
+        """Elaborates every model with its default parameters; returns their names."""
+        for model in self.models():
+            self.graph(model)
+        return self.models()
+
+    def source(self, model: str | None = None, **params) -> str:
+        """A standalone Python file (imports only torch) defining the model's classes."""
+        return torch_backend.generate(self.graph(model, **params), self.path)
+
+    def module_class(self, model: str | None = None, **params) -> type:
+        graph = self.graph(model, **params)
+        namespace = _execute(torch_backend.generate(graph, self.path), f"<paperspec {self.path}:{graph.name}>")
+        return namespace[graph.name]
+
+    def build(self, model: str | None = None, **params):
+        """An nn.Module for `model` with its parameters overridden by `params`."""
+        model = self.default_model(model)
+        instance = self.module_class(model, **params)()
+        instance.paperspec_model = {"spec": self.path, "model": model, "params": dict(params), "source_hash": self.source_hash}
+        return instance
+
+    def parameter_count(self, model: str | None = None, **params) -> int:
+        return count_parameters(self.graph(model, **params))
+
+
+def _execute(source: str, filename: str) -> dict:
+    """Runs generated code (never spec text) so its classes can be used; keeps it for tracebacks."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = python_types.ModuleType(filename)
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - generated from validated IR
+    return module.__dict__
+
+
+def load(path: str) -> Spec:
+    """Parses a spec file (and its imports); errors are SpecError with a location."""
+    compiler = Compiler()
+    return Spec(compiler.load(path), compiler)
+
+
+def loads(text: str, path: str = "<string>") -> Spec:
+    compiler = Compiler()
+    return Spec(compiler.load_text(text, path), compiler)

@@ -1,0 +1,315 @@
+"""Layer ops that own weights (linear, embeddings, norms, convolutions, mlp) and attention."""
+
+from __future__ import annotations
+
+from paperspec.compiler.ops.base import ShapeError, register
+from paperspec.compiler.ops.shapes import last_dim, require_float, require_rank
+from paperspec.compiler.types import INT_DTYPES, TensorType
+
+ACTIVATION_MODULES = {
+    "relu": "nn.ReLU()",
+    "gelu": "nn.GELU()",
+    "silu": "nn.SiLU()",
+    "tanh": "nn.Tanh()",
+    "sigmoid": "nn.Sigmoid()",
+    "softplus": "nn.Softplus()",
+}
+
+
+def _positive(call, *names) -> None:
+    for name in names:
+        if call[name] <= 0:
+            raise ShapeError(f"`{name}` must be positive, got {call[name]}", name)
+
+
+# ---- linear ----
+
+
+def _linear(call):
+    x = call["x"]
+    require_float(x, "linear")
+    _positive(call, "features")
+    call.derived["in_features"] = last_dim(x, "linear")
+    return x.with_shape(x.shape[:-1] + (call["features"],))
+
+
+def _linear_params(call):
+    params = {"weight": (call["features"], call.derived["in_features"])}
+    if call["bias"]:
+        params["bias"] = (call["features"],)
+    return params
+
+
+register(
+    "linear",
+    "x: tensor, features: int, bias: bool = true",
+    _linear,
+    lambda c: f"{c.module}({c['x']})",
+    "affine map of the last dim: x @ W.T + b (nn.Linear)",
+    category="layer",
+    torch_module=lambda c: f"nn.Linear({c.derived['in_features']}, {c['features']}, bias={c['bias']})",
+    parameters=_linear_params,
+)
+
+# ---- embeddings ----
+
+
+def _embedding(call):
+    tokens = call["tokens"]
+    if tokens.dtype not in INT_DTYPES:
+        raise ShapeError(f"`embedding` needs integer token ids, got {tokens}", "tokens")
+    _positive(call, "vocab", "dim")
+    return TensorType("f32", tokens.shape + (call["dim"],))
+
+
+register(
+    "embedding",
+    "tokens: tensor, vocab: int, dim: int",
+    _embedding,
+    lambda c: f"{c.module}({c['tokens']})",
+    "lookup table of `vocab` learned vectors of size `dim` (nn.Embedding)",
+    category="layer",
+    torch_module=lambda c: f"nn.Embedding({c['vocab']}, {c['dim']})",
+    parameters=lambda c: {"weight": (c["vocab"], c["dim"])},
+)
+
+
+def _position_embedding(call):
+    length, max_length = call["length"], call["max_length"]
+    _positive(call, "max_length", "dim")
+    if isinstance(length, int) and length > max_length:
+        raise ShapeError(f"length {length} exceeds max_length {max_length}", "length")
+    return TensorType("f32", (length, call["dim"]))
+
+
+register(
+    "position_embedding",
+    "length: dim, max_length: int, dim: int",
+    _position_embedding,
+    lambda c: f"{c.module}(torch.arange({c['length']}, device={c.module}.weight.device))",
+    "learned absolute positions 0..length-1, giving [length, dim]",
+    category="layer",
+    torch_module=lambda c: f"nn.Embedding({c['max_length']}, {c['dim']})",
+    parameters=lambda c: {"weight": (c["max_length"], c["dim"])},
+)
+
+# ---- normalisation and dropout ----
+
+
+def _norm(name: str):
+    def infer(call):
+        x = call["x"]
+        require_float(x, name)
+        call.derived["features"] = last_dim(x, name)
+        return x
+
+    return infer
+
+
+def _affine_params(call):
+    if not call["affine"]:
+        return {}
+    d = call.derived["features"]
+    return {"weight": (d,), "bias": (d,)}
+
+
+register(
+    "layernorm",
+    "x: tensor, eps: float = 1e-05, affine: bool = true",
+    _norm("layernorm"),
+    lambda c: f"{c.module}({c['x']})",
+    "layer normalisation over the last dim (nn.LayerNorm)",
+    category="layer",
+    torch_module=lambda c: f"nn.LayerNorm({c.derived['features']}, eps={c['eps']}, elementwise_affine={c['affine']})",
+    parameters=_affine_params,
+)
+
+register(
+    "rmsnorm",
+    "x: tensor, eps: float? = none, affine: bool = true",
+    _norm("rmsnorm"),
+    lambda c: f"{c.module}({c['x']})",
+    "root-mean-square normalisation over the last dim (nn.RMSNorm)",
+    category="layer",
+    torch_module=lambda c: f"nn.RMSNorm({c.derived['features']}, eps={c['eps']}, elementwise_affine={c['affine']})",
+    parameters=lambda c: {"weight": (c.derived["features"],)} if c["affine"] else {},
+)
+
+
+def _batchnorm(call):
+    x = call["x"]
+    require_float(x, "batchnorm")
+    require_rank(x, "batchnorm", (2, 3, 4, 5))
+    channels = x.shape[1]
+    if not isinstance(channels, int):
+        raise ShapeError(f"`batchnorm` needs a known channel count in dim 1, got {x}", "x")
+    call.derived["channels"] = channels
+    call.derived["flavour"] = {2: "1d", 3: "1d", 4: "2d", 5: "3d"}[x.rank]
+    return x
+
+
+def _batchnorm_buffers(call):
+    c = call.derived["channels"]
+    return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+
+
+register(
+    "batchnorm",
+    "x: tensor, eps: float = 1e-05, momentum: float = 0.1, affine: bool = true",
+    _batchnorm,
+    lambda c: f"{c.module}({c['x']})",
+    "batch normalisation over dim 1 of [N, C, ...] (nn.BatchNorm1d/2d/3d); running stats in eval",
+    category="layer",
+    torch_module=lambda c: (
+        f"nn.BatchNorm{c.derived['flavour']}({c.derived['channels']}, eps={c['eps']}, "
+        f"momentum={c['momentum']}, affine={c['affine']})"
+    ),
+    parameters=lambda c: {"weight": (c.derived["channels"],), "bias": (c.derived["channels"],)} if c["affine"] else {},
+    buffers=_batchnorm_buffers,
+)
+
+
+def _dropout(call):
+    if not 0.0 <= call["p"] < 1.0:
+        raise ShapeError(f"dropout probability must be in [0, 1), got {call['p']}", "p")
+    return call["x"]
+
+
+register(
+    "dropout",
+    "x: tensor, p: float = 0.1",
+    _dropout,
+    lambda c: f"{c.module}({c['x']})",
+    "zeroes elements with probability p while training; identity in eval",
+    category="layer",
+    torch_module=lambda c: f"nn.Dropout({c['p']})",
+    stochastic=True,
+)
+
+# ---- softmax ----
+
+
+def _softmax(name: str):
+    def infer(call):
+        x = call["x"]
+        require_float(x, name)
+        if not -x.rank <= call["dim"] < x.rank:
+            raise ShapeError(f"dim {call['dim']} is out of range for {x}", "dim")
+        return x
+
+    return infer
+
+
+register("softmax", "x: tensor, dim: int = -1", _softmax("softmax"), lambda c: f"F.softmax({c['x']}, dim={c['dim']})", "softmax along dim", category="activation")
+register(
+    "log_softmax", "x: tensor, dim: int = -1", _softmax("log_softmax"), lambda c: f"F.log_softmax({c['x']}, dim={c['dim']})", "log of softmax along dim", category="activation"
+)
+
+# ---- attention ----
+
+_ATTENTION_HELPER = '''
+def multi_head_attention(q, k, v, heads: int, causal: bool, scale=None):
+    """Scaled dot-product attention over `heads` heads; q, k, v are [..., T, d]."""
+    q = q.unflatten(-1, (heads, -1)).transpose(-3, -2)
+    k = k.unflatten(-1, (heads, -1)).transpose(-3, -2)
+    v = v.unflatten(-1, (heads, -1)).transpose(-3, -2)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+    return out.transpose(-3, -2).flatten(-2)
+'''
+
+
+def _attention(call):
+    q, k, v = call["q"], call["k"], call["v"]
+    heads = call["heads"]
+    _positive(call, "heads")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        require_float(t, "attention", name)
+        if t.rank < 2:
+            raise ShapeError(f"`attention` needs [..., T, d] tensors, got {name}: {t}", name)
+    if q.shape[-1] != k.shape[-1]:
+        raise ShapeError(f"query and key sizes differ: q {q} vs k {k}", "k")
+    if k.shape[:-1] != v.shape[:-1]:
+        raise ShapeError(f"keys and values must agree on all but the last dim: k {k} vs v {v}", "v")
+    if q.shape[:-2] != k.shape[:-2]:
+        raise ShapeError(f"query and key batch dims differ: q {q} vs k {k}", "k")
+    for name, t in (("q", q), ("v", v)):
+        size = t.shape[-1]
+        if isinstance(size, int) and size % heads:
+            raise ShapeError(f"{name} size {size} is not divisible by heads = {heads}", "heads")
+    if call["causal"] and q.shape[-2] != k.shape[-2]:
+        raise ShapeError(f"causal attention needs as many queries as keys: q {q} vs k {k}", "causal")
+    return q.with_shape(q.shape[:-1] + (v.shape[-1],))
+
+
+def _attention_torch(c):
+    scale = f", scale={c['scale']}" if c.values["scale"] is not None else ""
+    return f"multi_head_attention({c['q']}, {c['k']}, {c['v']}, heads={c['heads']}, causal={c['causal']}{scale})"
+
+
+register(
+    "attention",
+    "q: tensor, k: tensor, v: tensor, heads: int = 1, causal: bool = false, scale: float? = none",
+    _attention,
+    _attention_torch,
+    "multi-head scaled dot-product attention on projected q, k, v of shape [..., T, d]",
+    category="layer",
+    torch_helpers=(("multi_head_attention", _ATTENTION_HELPER),),
+)
+
+# ---- mlp ----
+
+
+def _mlp(call):
+    x = call["x"]
+    require_float(x, "mlp")
+    _positive(call, "hidden")
+    if call["act"] not in ACTIVATION_MODULES:
+        raise ShapeError(f"`act` of mlp must be one of {', '.join(ACTIVATION_MODULES)}, got {call['act']}", "act")
+    if not 0.0 <= call["dropout"] < 1.0:
+        raise ShapeError(f"dropout probability must be in [0, 1), got {call['dropout']}", "dropout")
+    call.derived["in_features"] = last_dim(x, "mlp")
+    call.derived["out_features"] = call["out"] or call.derived["in_features"]
+    return x.with_shape(x.shape[:-1] + (call.derived["out_features"],))
+
+
+def _mlp_layers(c) -> list:
+    layers = [("linear", c.derived["in_features"], c["hidden"]), ("act",)]
+    if c["dropout"] > 0:
+        layers.append(("dropout",))
+    layers.append(("linear", c["hidden"], c.derived["out_features"]))
+    return layers
+
+
+def _mlp_module(c):
+    parts = []
+    for layer in _mlp_layers(c):
+        if layer[0] == "linear":
+            parts.append(f"nn.Linear({layer[1]}, {layer[2]}, bias={c['bias']})")
+        elif layer[0] == "act":
+            parts.append(ACTIVATION_MODULES[c["act"]])
+        else:
+            parts.append(f"nn.Dropout({c['dropout']})")
+    return "nn.Sequential(" + ", ".join(parts) + ")"
+
+
+def _mlp_params(c):
+    params = {}
+    for index, layer in enumerate(_mlp_layers(c)):
+        if layer[0] == "linear":
+            params[f"{index}.weight"] = (layer[2], layer[1])
+            if c["bias"]:
+                params[f"{index}.bias"] = (layer[2],)
+    return params
+
+
+register(
+    "mlp",
+    "x: tensor, hidden: int, out: int? = none, act: fn = 'gelu', bias: bool = true, dropout: float = 0.0",
+    _mlp,
+    lambda c: f"{c.module}({c['x']})",
+    "two-layer perceptron on the last dim: linear, act, [dropout], linear (nn.Sequential)",
+    category="layer",
+    torch_module=_mlp_module,
+    parameters=_mlp_params,
+    stochastic=True,
+)

@@ -1,0 +1,421 @@
+"""Tensor ops without weights: matmul, einsum, reshaping, joining, splitting, reductions, creation, indexing."""
+
+from __future__ import annotations
+
+import re
+
+from paperspec.compiler.dims import Dim, Sym, floordiv, mul
+from paperspec.compiler.ops.base import ShapeError, register
+from paperspec.compiler.ops.shapes import broadcast, normalize_axis
+from paperspec.compiler.types import DTYPES, TensorType, promote
+
+TORCH_DTYPES = {name: f"torch.{full}" for name, full in DTYPES.items()}
+
+
+def _product(dims) -> Dim:
+    total: Dim = 1
+    for dim in dims:
+        total = mul(total, dim)
+    return total
+
+
+def exact_divide(total: Dim, part: Dim) -> Dim | None:
+    """total / part when it is exact (part an int or a single monomial), else None."""
+    if isinstance(part, int):
+        if part == 0:
+            return None
+        result = floordiv(total, part)
+        return result if mul(result, part) == total else None
+    if len(part.terms) != 1 or isinstance(total, int):
+        return None
+    (monomial, coeff), = part.terms
+    out = {}
+    for mono, c in total.terms:
+        rest = list(mono)
+        for atom in monomial:
+            if atom not in rest:
+                return None
+            rest.remove(atom)
+        if c % coeff:
+            return None
+        out[tuple(rest)] = c // coeff
+    return Sym.from_terms(out)
+
+
+# ---- matmul and einsum ----
+
+
+def _matmul(call):
+    a, b = call["x"], call["y"]
+    if a.rank == 0 or b.rank == 0:
+        raise ShapeError(f"`@` needs tensors of rank >= 1, got {a} and {b}", "x")
+    inner_a = a.shape[-1]
+    inner_b = b.shape[0] if b.rank == 1 else b.shape[-2]
+    if inner_a != inner_b:
+        raise ShapeError(
+            f"shape mismatch in `@`: {a} @ {b}", "y", f"the inner dims must agree: {inner_a} vs {inner_b}"
+        )
+    dtype = promote(a.dtype, b.dtype)
+    if a.rank == 1 and b.rank == 1:
+        return TensorType(dtype, ())
+    if a.rank == 1:
+        return TensorType(dtype, b.shape[:-2] + (b.shape[-1],))
+    if b.rank == 1:
+        return TensorType(dtype, a.shape[:-1])
+    batch = broadcast(a.shape[:-2], b.shape[:-2], "@")
+    return TensorType(dtype, batch + (a.shape[-2], b.shape[-1]))
+
+
+register("matmul", "x: tensor, y: tensor", _matmul, lambda c: f"{c['x']} @ {c['y']}", "matrix product with batch broadcasting (also `x @ y`)")
+
+
+def _einsum(call):
+    equation, operands = call["equation"].replace(" ", ""), call["operands"]
+    match = re.fullmatch(r"([a-zA-Z,]+)->([a-zA-Z]*)", equation)
+    if not match:
+        raise ShapeError(f"einsum equation {equation!r} must look like 'ij,jk->ik' (explicit output)", "equation")
+    inputs = match.group(1).split(",")
+    if len(inputs) != len(operands):
+        raise ShapeError(f"einsum equation has {len(inputs)} operands, got {len(operands)} tensors", "equation")
+    sizes: dict = {}
+    for letters, operand in zip(inputs, operands):
+        if len(letters) != operand.rank:
+            raise ShapeError(f"einsum operand {letters!r} needs rank {len(letters)}, got {operand}", "operands")
+        for letter, dim in zip(letters, operand.shape):
+            if letter in sizes and sizes[letter] != dim and 1 not in (dim, sizes[letter]):
+                raise ShapeError(f"einsum index {letter!r} is {sizes[letter]} in one operand and {dim} in another", "operands")
+            if letter not in sizes or sizes[letter] == 1:
+                sizes[letter] = dim
+    out = match.group(2)
+    for letter in out:
+        if letter not in sizes:
+            raise ShapeError(f"einsum output index {letter!r} appears in no operand", "equation")
+    dtype = operands[0].dtype
+    for operand in operands[1:]:
+        dtype = promote(dtype, operand.dtype)
+    return TensorType(dtype, tuple(sizes[letter] for letter in out))
+
+
+register(
+    "einsum",
+    "equation: str, *operands: tensor",
+    _einsum,
+    lambda c: f"torch.einsum({c['equation']}, {c['operands'][1:-1]})",
+    "Einstein summation, e.g. einsum('bij,bjk->bik', a, b)",
+)
+
+# ---- reshaping ----
+
+
+def _reshape(call):
+    x, shape = call["x"], list(call["shape"])
+    total = _product(x.shape)
+    unknown = [i for i, d in enumerate(shape) if d == -1]
+    if len(unknown) > 1:
+        raise ShapeError("reshape takes at most one -1", "shape")
+    if any(isinstance(d, int) and d < -1 for d in shape):
+        raise ShapeError(f"reshape dims must be positive (or one -1), got {list(shape)}", "shape")
+    if unknown:
+        known = _product(d for i, d in enumerate(shape) if i != unknown[0])
+        inferred = exact_divide(total, known)
+        if inferred is None:
+            raise ShapeError(f"cannot reshape {x} to {_dims(shape)}: {total} elements do not divide by {known}", "shape")
+        shape[unknown[0]] = inferred
+    elif _product(shape) != total:
+        raise ShapeError(f"cannot reshape {x} ({total} elements) to {_dims(shape)} ({_product(shape)} elements)", "shape")
+    return x.with_shape(shape)
+
+
+def _dims(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+register("reshape", "x: tensor, shape: dims", _reshape, lambda c: f"{c['x']}.reshape({c['shape']})", "same elements in a new shape; one dim may be -1")
+
+
+def _flatten(call):
+    x = call["x"]
+    if x.rank == 0:
+        return x.with_shape((1,))
+    start, end = normalize_axis(call["start"], x.rank, "start"), normalize_axis(call["end"], x.rank, "end")
+    if start > end:
+        raise ShapeError(f"flatten start {call['start']} is after end {call['end']}", "start")
+    return x.with_shape(x.shape[:start] + (_product(x.shape[start : end + 1]),) + x.shape[end + 1 :])
+
+
+register(
+    "flatten", "x: tensor, start: int = 0, end: int = -1", _flatten, lambda c: f"{c['x']}.flatten({c['start']}, {c['end']})", "merges dims start..end into one"
+)
+
+
+def _transpose(call):
+    x = call["x"]
+    a, b = normalize_axis(call["dim0"], x.rank, "dim0"), normalize_axis(call["dim1"], x.rank, "dim1")
+    shape = list(x.shape)
+    shape[a], shape[b] = shape[b], shape[a]
+    return x.with_shape(shape)
+
+
+register(
+    "transpose", "x: tensor, dim0: int = -2, dim1: int = -1", _transpose, lambda c: f"{c['x']}.transpose({c['dim0']}, {c['dim1']})", "swaps two dims"
+)
+
+
+def _permute(call):
+    x, dims = call["x"], call["dims"]
+    dims = (dims,) if isinstance(dims, int) else dims
+    axes = [normalize_axis(d, x.rank, "dims") for d in dims]
+    if sorted(axes) != list(range(x.rank)):
+        raise ShapeError(f"permute needs each of the {x.rank} dims of {x} once, got {list(dims)}", "dims")
+    return x.with_shape(tuple(x.shape[a] for a in axes))
+
+
+register("permute", "x: tensor, dims: ints", _permute, lambda c: f"{c['x']}.permute({c['dims']})", "reorders all dims")
+
+
+def _unsqueeze(call):
+    x = call["x"]
+    axis = normalize_axis(call["dim"], x.rank + 1)
+    return x.with_shape(x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+register("unsqueeze", "x: tensor, dim: int", _unsqueeze, lambda c: f"{c['x']}.unsqueeze({c['dim']})", "inserts a dim of size 1")
+
+
+def _squeeze(call):
+    x = call["x"]
+    axis = normalize_axis(call["dim"], x.rank)
+    if x.shape[axis] != 1:
+        raise ShapeError(f"cannot squeeze dim {call['dim']} of {x}: its size is {x.shape[axis]}, not 1", "dim")
+    return x.with_shape(x.shape[:axis] + x.shape[axis + 1 :])
+
+
+register("squeeze", "x: tensor, dim: int", _squeeze, lambda c: f"{c['x']}.squeeze({c['dim']})", "removes a dim of size 1")
+
+
+def _cast(call):
+    if call["dtype"] not in DTYPES:
+        raise ShapeError(f"unknown dtype {call['dtype']!r}", "dtype", f"dtypes: {', '.join(DTYPES)}")
+    return call["x"].with_dtype(call["dtype"])
+
+
+register("cast", "x: tensor, dtype: str", _cast, lambda c: f"{c['x']}.to({TORCH_DTYPES[c.values['dtype']]})", "converts to another dtype")
+
+# ---- joining and splitting ----
+
+
+def _join(name: str, new_axis: bool):
+    def infer(call):
+        xs = call["xs"]
+        first = xs[0]
+        rank = first.rank + (1 if new_axis else 0)
+        axis = normalize_axis(call["dim"], rank)
+        dtype = first.dtype
+        for i, t in enumerate(xs[1:], start=1):
+            dtype = promote(dtype, t.dtype)
+            if t.rank != first.rank:
+                raise ShapeError(f"`{name}` needs tensors of one rank: {first} vs {t} (item {i})", "xs")
+            for d, (p, q) in enumerate(zip(first.shape, t.shape)):
+                if p != q and (new_axis or d != axis):
+                    raise ShapeError(f"`{name}` shapes differ in dim {d}: {first} vs {t} (item {i})", "xs")
+        if new_axis:
+            shape = first.shape[:axis] + (len(xs),) + first.shape[axis:]
+        else:
+            joined: Dim = 0
+            for t in xs:
+                joined = joined + t.shape[axis]
+            shape = first.shape[:axis] + (joined,) + first.shape[axis + 1 :]
+        return TensorType(dtype, shape)
+
+    return infer
+
+
+register("concat", "xs: tensors, dim: int = 0", _join("concat", False), lambda c: f"torch.cat({c['xs']}, dim={c['dim']})", "joins tensors along an existing dim")
+register("stack", "xs: tensors, dim: int = 0", _join("stack", True), lambda c: f"torch.stack({c['xs']}, dim={c['dim']})", "joins tensors along a new dim")
+
+
+def _split(call):
+    x, sections = call["x"], call["sections"]
+    axis = normalize_axis(call["dim"], x.rank)
+    size = x.shape[axis]
+    if isinstance(sections, int):
+        if sections <= 0:
+            raise ShapeError(f"split needs a positive number of parts, got {sections}", "sections")
+        part = exact_divide(size, sections)
+        if part is None:
+            raise ShapeError(f"cannot split dim {call['dim']} of size {size} into {sections} equal parts", "sections")
+        sizes = [part] * sections
+    else:
+        sizes = list(sections)
+        if sum(sizes) != size:
+            raise ShapeError(f"split sizes {list(sections)} add up to {sum(sizes)}, but dim {call['dim']} of {x} is {size}", "sections")
+    call.derived["tuple_output"] = True
+    return [x.with_shape(x.shape[:axis] + (s,) + x.shape[axis + 1 :]) for s in sizes]
+
+
+def _split_torch(c):
+    if isinstance(c.values["sections"], int):
+        return f"{c['x']}.chunk({c['sections']}, dim={c['dim']})"
+    return f"{c['x']}.split({list(c.values['sections'])}, dim={c['dim']})"
+
+
+register(
+    "split",
+    "x: tensor, sections: ints, dim: int = -1",
+    _split,
+    _split_torch,
+    "splits into `sections` equal parts, or parts of the listed sizes; gives a tuple",
+)
+
+# ---- reductions ----
+
+
+def _reduction(name: str):
+    def infer(call):
+        x, dims = call["x"], call["dim"]
+        if dims is None:
+            return x.with_shape(()) if not call["keepdim"] else x.with_shape((1,) * x.rank)
+        dims = (dims,) if isinstance(dims, int) else dims
+        axes = {normalize_axis(d, x.rank) for d in dims}
+        if call["keepdim"]:
+            shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        else:
+            shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        out = x.with_shape(shape)
+        if name == "mean" and out.dtype not in ("f16", "bf16", "f32", "f64"):
+            raise ShapeError(f"`mean` needs a floating-point tensor, got {x}", "x")
+        return out
+
+    return infer
+
+
+def _reduction_torch(method: str):
+    def lower(c):
+        if c.values["dim"] is None:
+            if c.values["keepdim"]:
+                return f"{c['x']}.{method}(dim=tuple(range({c['x']}.dim())), keepdim=True)"
+            return f"{c['x']}.{method}()"
+        keep = ", keepdim=True" if c.values["keepdim"] else ""
+        return f"{c['x']}.{method}(dim={c['dim']}{keep})"
+
+    return lower
+
+
+for _name, _method, _doc in (("sum", "sum", "sum over dims"), ("mean", "mean", "mean over dims"), ("max", "amax", "maximum over dims"), ("min", "amin", "minimum over dims")):
+    register(_name, "x: tensor, dim: ints? = none, keepdim: bool = false", _reduction(_name), _reduction_torch(_method), _doc + " (all dims when dim is none)", category="reduction")
+
+# ---- creation ----
+
+
+def _creation(name: str):
+    def infer(call):
+        shape = call["shape"]
+        if call["dtype"] not in DTYPES:
+            raise ShapeError(f"unknown dtype {call['dtype']!r}", "dtype", f"dtypes: {', '.join(DTYPES)}")
+        for d in shape:
+            if isinstance(d, int) and d < 0:
+                raise ShapeError(f"`{name}` needs non-negative dims, got {list(shape)}", "shape")
+        if name == "randn" and call["dtype"] not in ("f16", "bf16", "f32", "f64"):
+            raise ShapeError("`randn` makes floating-point tensors", "dtype")
+        return TensorType(call["dtype"], tuple(shape))
+
+    return infer
+
+
+def _creation_torch(function: str):
+    def lower(c):
+        return f"torch.{function}({c['shape']}, dtype={TORCH_DTYPES[c.values['dtype']]}, device={c.device})"
+
+    return lower
+
+
+register("zeros", "shape: dims, dtype: str = 'f32'", _creation("zeros"), _creation_torch("zeros"), "a tensor of zeros", category="creation")
+register("ones", "shape: dims, dtype: str = 'f32'", _creation("ones"), _creation_torch("ones"), "a tensor of ones", category="creation")
+register(
+    "randn", "shape: dims, dtype: str = 'f32'", _creation("randn"), _creation_torch("randn"), "standard normal samples", category="creation", stochastic=True
+)
+
+
+def _arange(call):
+    if isinstance(call["n"], int) and call["n"] < 0:
+        raise ShapeError(f"arange needs n >= 0, got {call['n']}", "n")
+    if call["dtype"] not in DTYPES:
+        raise ShapeError(f"unknown dtype {call['dtype']!r}", "dtype")
+    return TensorType(call["dtype"], (call["n"],))
+
+
+register(
+    "arange",
+    "n: dim, dtype: str = 'i64'",
+    _arange,
+    lambda c: f"torch.arange({c['n']}, dtype={TORCH_DTYPES[c.values['dtype']]}, device={c.device})",
+    "0, 1, ..., n-1",
+    category="creation",
+)
+
+# ---- indexing (the `x[...]` syntax) ----
+
+
+def _slice_length(size: Dim, start, stop, step) -> Dim:
+    step = 1 if step is None else step
+    if not isinstance(step, int) or step <= 0:
+        raise ShapeError(f"slice step must be a positive integer, got {step}", "items")
+    if isinstance(size, int) and all(isinstance(v, int) or v is None for v in (start, stop)):
+        return len(range(size)[slice(start, stop, step)])
+
+    def resolve(value, default):
+        if value is None:
+            return default
+        if isinstance(value, int) and value < 0:
+            return size + value
+        return value
+
+    length = resolve(stop, size) - resolve(start, 0)
+    return length if step == 1 else floordiv(length + (step - 1), step)
+
+
+def _index(call):
+    x, items = call["x"], call["items"]
+    consumed = sum(1 for item in items if item[0] in ("int", "slice"))
+    if sum(1 for item in items if item[0] == "ellipsis") > 1:
+        raise ShapeError("an index may use `..` once", "items")
+    if consumed > x.rank:
+        raise ShapeError(f"too many indices ({consumed}) for {x}", "items")
+    shape, axis = [], 0
+    for item in items:
+        if item[0] == "ellipsis":
+            skip = x.rank - consumed
+            shape.extend(x.shape[axis : axis + skip])
+            axis += skip
+        elif item[0] == "newaxis":
+            shape.append(1)
+        elif item[0] == "int":
+            size, value = x.shape[axis], item[1]
+            if isinstance(size, int) and isinstance(value, int) and not -size <= value < size:
+                raise ShapeError(f"index {value} is out of range for dim {axis} of {x}", "items")
+            axis += 1
+        else:
+            shape.append(_slice_length(x.shape[axis], *item[1:]))
+            axis += 1
+    shape.extend(x.shape[axis:])
+    return x.with_shape(shape)
+
+
+def _index_torch(c):
+    from paperspec.compiler.backends.pysource import render_dim
+
+    parts = []
+    for item in c.values["items"]:
+        if item[0] == "ellipsis":
+            parts.append("...")
+        elif item[0] == "newaxis":
+            parts.append("None")
+        elif item[0] == "int":
+            parts.append(render_dim(item[1], c.symbols))
+        else:
+            bounds = ["" if v is None else render_dim(v, c.symbols) for v in item[1:]]
+            parts.append(":".join(bounds[:2]) + (f":{bounds[2]}" if bounds[2] else ""))
+    return f"{c['x']}[{', '.join(parts)}]"
+
+
+register("index", "x: tensor, items: any", _index, _index_torch, "indexing and slicing, written x[i, a:b, .., none]", category="syntax")
