@@ -78,3 +78,10 @@ def closest(name: str, candidates) -> str | None:
 def did_you_mean(name: str, candidates) -> str | None:
     match = closest(name, candidates)
     return f"did you mean `{match}`?" if match else None
+
+
+class UsageError(SpecError):
+    """A bad request about a spec (unknown model, bad --set value) rather than an error in its text."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, None, hint)

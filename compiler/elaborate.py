@@ -7,7 +7,7 @@ import os
 import re
 
 from paperspec.compiler import ast
-from paperspec.compiler.diagnostics import SpecError, did_you_mean
+from paperspec.compiler.diagnostics import SpecError, UsageError, did_you_mean
 from paperspec.compiler.dims import Sym, is_dim, substitute
 from paperspec.compiler.expressions import ExpressionEvaluator, check_kind
 from paperspec.compiler.initializers import evaluate_init
@@ -141,12 +141,15 @@ class Compiler:
     def elaborate_model(self, unit: CompilationUnit, model: str, overrides: dict | None = None) -> BlockGraph:
         """The graph of `model` with its parameters set from defaults and `overrides`."""
         block = unit.blocks.get(model)
-        if block is None:
+        if block is None or block.definition.kind != "model":
             known = unit.models()
-            raise SpecError(
-                f"`{unit.spec.path}` defines no model `{model}`", None, did_you_mean(model, known) or f"models: {', '.join(known) or 'none'}"
-            )
-        args = bind_block_args(self, block, [], dict(overrides or {}), block.definition.span, [], {}, external=True)
+            raise UsageError(f"{unit.spec.path} defines no model `{model}`", did_you_mean(model, known) or f"models: {', '.join(known) or 'none'}")
+        try:
+            args = bind_block_args(self, block, [], dict(overrides or {}), None, [], {}, external=True)
+        except SpecError as error:
+            if error.span is None:
+                raise UsageError(error.message, error.hint) from None
+            raise
         return self.elaborate_block(block, args, None, None, [])
 
     def elaborate_block(self, block: BlockValue, args: dict, input_types, call_span, arg_spans) -> BlockGraph:
@@ -206,7 +209,9 @@ def bind_block_args(compiler, block: BlockValue, args: list, keywords: dict, spa
             raise SpecError(f"missing parameter `{param.name}` of `{definition.name}`", span or param.span, _params_hint(definition))
         if external and kind == "float" and isinstance(value, int):
             value = float(value)
-        bound[param.name] = check_kind(definition.name, Arg(param.name, kind), value, where or param.span)
+        if where is None and not external:
+            where = param.span
+        bound[param.name] = check_kind(definition.name, Arg(param.name, kind), value, where)
         if kind == "fn":
             bound[param.name] = value
     return bound

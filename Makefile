@@ -1,0 +1,32 @@
+# Set-up and the two everyday jobs. `make demo` and `make test` each install what they need first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+$(BIN)/paperspec: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU wheel first: an unpinned torch requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/paperspec
+
+demo: install
+	$(BIN)/paperspec check specs/*.pspec
+	$(BIN)/paperspec compile specs/transformer.pspec --model GPT -o out/gpt.py
+	$(BIN)/paperspec summary specs/transformer.pspec --model GPT
+	$(BIN)/paperspec forward specs/transformer.pspec --model GPT --size T=32
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python bench/compile_time.py
+	$(BIN)/python bench/forward_overhead.py
+
+.PHONY: install demo test lint bench

@@ -1,0 +1,213 @@
+"""The `paperspec` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import ast as python_ast
+import os
+import sys
+import time
+
+EXIT_SPEC_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A usage problem found after parsing arguments (bad --set, unreadable file)."""
+
+
+def parse_assignment(text: str, flag: str = "--set") -> tuple:
+    """`d=64` -> ("d", 64); values are numbers, true/false, or strings."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise CommandError(f"{flag} expects NAME=VALUE, got {text!r}")
+    raw = raw.strip()
+    words = {"true": True, "false": False, "none": None}
+    if raw in words:
+        return name.strip(), words[raw]
+    try:
+        value = python_ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    if isinstance(value, list):
+        value = tuple(value)
+    return name.strip(), value
+
+
+def _params(args) -> dict:
+    return dict(parse_assignment(item) for item in args.set or [])
+
+
+def _sizes(args) -> dict:
+    sizes = {}
+    for item in args.size or []:
+        name, value = parse_assignment(item, "--size")
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise CommandError(f"--size {item}: sizes must be positive integers")
+        sizes[name] = value
+    return sizes
+
+
+def _load(path: str):
+    from paperspec import load
+
+    if not os.path.isfile(path):
+        raise CommandError(f"no such spec file: {path}")
+    return load(path)
+
+
+def cmd_check(args) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            spec = _load(path)
+            models = spec.check()
+        except CommandError:
+            raise
+        except Exception as error:  # noqa: BLE001 - SpecError is reported per file, others re-raised below
+            from paperspec import SpecError
+
+            if not isinstance(error, SpecError):
+                raise
+            print(error.format(), file=sys.stderr)
+            failed += 1
+            continue
+        print(f"ok  {path}  ({len(models)} model{'s' if len(models) != 1 else ''}: {', '.join(models) or '-'})")
+    return EXIT_SPEC_ERROR if failed else 0
+
+
+def cmd_compile(args) -> int:
+    spec = _load(args.file)
+    source = spec.source(args.model, **_params(args))
+    if args.output:
+        directory = os.path.dirname(os.path.abspath(args.output))
+        os.makedirs(directory, exist_ok=True)
+        temporary = args.output + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(source)
+        os.replace(temporary, args.output)
+        print(f"wrote {args.output} ({len(source.splitlines())} lines)")
+    else:
+        sys.stdout.write(source)
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from paperspec.compiler.summary import format_table, summarize
+
+    spec = _load(args.file)
+    graph = spec.graph(args.model, **_params(args))
+    title = f" — {spec.title}" if spec.title else ""
+    print(f"{spec.path}: {graph.block}{title}")
+    for cite in spec.cites:
+        print(f"cite: {cite}")
+    print(format_table(summarize(graph)))
+    return 0
+
+
+def cmd_forward(args) -> int:
+    import torch
+
+    from paperspec.runtime.inputs import example_inputs, symbol_sizes
+
+    spec = _load(args.file)
+    params = _params(args)
+    graph = spec.graph(args.model, **params)
+    module = spec.build(args.model, **params).to(args.device)
+    sizes = symbol_sizes(graph, _sizes(args))
+    inputs = example_inputs(graph, sizes, seed=args.seed, device=args.device)
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    outputs = module(*inputs.values())
+    forward_ms = (time.perf_counter() - start) * 1000
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    print(f"{graph.block} on {args.device} with {', '.join(f'{k}={v}' for k, v in sizes.items()) or 'fixed sizes'}")
+    for name, value in inputs.items():
+        print(f"  in  {name}: {tuple(value.shape)} {value.dtype}")
+    for (name, _, _), value in zip(graph.outputs, outputs):
+        print(f"  out {name}: {tuple(value.shape)} {value.dtype}")
+    floats = [o for o in outputs if o.is_floating_point()]
+    if floats and any(p.requires_grad for p in module.parameters()):
+        start = time.perf_counter()
+        sum(o.float().square().mean() for o in floats).backward()
+        backward_ms = (time.perf_counter() - start) * 1000
+        grads = sum(1 for p in module.parameters() if p.grad is not None)
+        print(f"  forward {forward_ms:.1f} ms, backward {backward_ms:.1f} ms, gradients for {grads} parameter tensors")
+    else:
+        print(f"  forward {forward_ms:.1f} ms")
+    print(f"  parameters: {spec.parameter_count(args.model, **params):,}")
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from paperspec.compiler.ops.base import all_ops
+
+    ops = all_ops()
+    by_category: dict[str, list] = {}
+    for op in ops.values():
+        by_category.setdefault(op.category, []).append(op)
+    for category in sorted(by_category):
+        print(f"{category}:")
+        for op in sorted(by_category[category], key=lambda o: o.name):
+            print(f"  {op.describe()}")
+            print(f"      {op.doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperspec", description="Check, compile and run .pspec model specs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="parse, elaborate and shape-check spec files")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(run=cmd_check)
+
+    def model_options(sub):
+        sub.add_argument("file", metavar="FILE")
+        sub.add_argument("--model", "-m", help="model to use (default: the only model in the file)")
+        sub.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a model parameter")
+
+    compile_ = commands.add_parser("compile", help="write the generated PyTorch source")
+    model_options(compile_)
+    compile_.add_argument("--emit", choices=["torch"], default="torch", help="backend (onnx: see `paperspec export`)")
+    compile_.add_argument("-o", "--output", help="file to write (default: stdout)")
+    compile_.set_defaults(run=cmd_compile)
+
+    summary = commands.add_parser("summary", help="table of submodules, output shapes and parameter counts")
+    model_options(summary)
+    summary.set_defaults(run=cmd_summary)
+
+    forward = commands.add_parser("forward", help="build the model and run forward and backward on random inputs")
+    model_options(forward)
+    forward.add_argument("--size", action="append", metavar="DIM=N", help="size of a symbolic dim, e.g. T=32")
+    forward.add_argument("--device", default="cpu")
+    forward.add_argument("--seed", type=int, default=0)
+    forward.set_defaults(run=cmd_forward)
+
+    ops = commands.add_parser("ops", help="list every registered op with its signature")
+    ops.set_defaults(run=cmd_ops)
+    return parser
+
+
+def main(argv: list | None = None) -> int:
+    from paperspec.compiler.diagnostics import SpecError, UsageError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"paperspec: error: {error.message}" + (f"\nhint: {error.hint}" if error.hint else ""), file=sys.stderr)
+        return EXIT_USAGE
+    except SpecError as error:
+        print(error.format(), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except CommandError as error:
+        print(f"paperspec: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
