@@ -200,6 +200,8 @@ class ExpressionEvaluator:
             keywords[keyword.name] = self.eval(keyword.value)
         arg_spans = [a.span for a in expr.args]
         keyword_spans = {k.name: k.span for k in expr.keywords}
+        if isinstance(func, OpValue) and func.op.name in ("min", "max") and not _has_tensor(args, keywords):
+            return self._builtin(func.op.name, args, keywords, expr)
         if isinstance(func, OpValue):
             return self.apply_op(func.op, args, keywords, expr, arg_spans, keyword_spans, hint)
         if isinstance(func, BlockValue):
@@ -342,6 +344,11 @@ def _ref_view(value):
     if isinstance(value, tuple):
         return tuple(_ref_view(v) for v in value)
     return value
+
+
+def _has_tensor(args: list, keywords: dict) -> bool:
+    values = list(args) + list(keywords.values())
+    return any(isinstance(v, TensorValue) or (isinstance(v, tuple) and any(isinstance(i, TensorValue) for i in v)) for v in values)
 
 
 def _is_number(value) -> bool:

@@ -10,6 +10,7 @@ import time
 
 EXIT_SPEC_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a paperspec bug, not bad input
 
 
 class CommandError(Exception):
@@ -207,6 +208,12 @@ def main(argv: list | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return 0
+    except Exception as error:  # noqa: BLE001 - last resort: report a bug without a wall of traceback
+        if os.environ.get("PAPERSPEC_DEBUG"):
+            raise
+        print(f"paperspec: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        print("hint: this is a paperspec bug; set PAPERSPEC_DEBUG=1 to see the traceback", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

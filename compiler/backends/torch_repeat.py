@@ -69,7 +69,7 @@ def _emit_iteration(emitter, body, info, item, carried, free, out: CodeWriter) -
 def _call_body(emitter, body, module, carried, free, out: CodeWriter) -> None:
     names = [spec.name for spec in body.inputs]
     values = carried + [free[n] for n in names[len(carried):]]
-    out.line(f"{', '.join(carried)}{',' if len(carried) == 1 else ''} = {module}({', '.join(values)})")
+    out.line(f"{', '.join(carried)} = {module}({', '.join(values)})")
 
 
 def _inline_body(emitter, body, module, carried, free, out: CodeWriter) -> None:
