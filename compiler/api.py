@@ -10,6 +10,8 @@ from paperspec.compiler.backends import torch as torch_backend
 from paperspec.compiler.diagnostics import SpecError
 from paperspec.compiler.elaborate import CompilationUnit, Compiler
 from paperspec.compiler.ir import BlockGraph, count_parameters
+from paperspec.compiler.passes.unused import eliminate_dead_code, unused_values
+from paperspec.compiler.passes.validate import validate
 
 
 @dataclass
@@ -19,6 +21,7 @@ class Spec:
     unit: CompilationUnit
     compiler: Compiler
     _graphs: dict = field(default_factory=dict)
+    _warnings: dict = field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -58,8 +61,19 @@ class Spec:
         model = self.default_model(model)
         key = (model, tuple(sorted(params.items(), key=lambda item: item[0])))
         if key not in self._graphs:
-            self._graphs[key] = self.compiler.elaborate_model(self.unit, model, params)
+            graph = self.compiler.elaborate_model(self.unit, model, params)
+            self._warnings[key] = unused_values(graph)
+            eliminate_dead_code(graph)
+            problems = validate(graph)
+            assert not problems, "invalid IR: " + "; ".join(problems)
+            self._graphs[key] = graph
         return self._graphs[key]
+
+    def warnings(self, model: str | None = None, **params) -> list:
+        """Warnings about a model (values computed but never used), after it is checked."""
+        model = self.default_model(model)
+        self.graph(model, **params)
+        return self._warnings[(model, tuple(sorted(params.items(), key=lambda item: item[0])))]
 
     def check(self) -> list:
         """Elaborates every model with its default parameters; returns their names."""

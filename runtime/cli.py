@@ -73,6 +73,9 @@ def cmd_check(args) -> int:
             print(error.format(), file=sys.stderr)
             failed += 1
             continue
+        for model in models:
+            for warning in spec.warnings(model):
+                print(warning.format(), file=sys.stderr)
         print(f"ok  {path}  ({len(models)} model{'s' if len(models) != 1 else ''}: {', '.join(models) or '-'})")
     return EXIT_SPEC_ERROR if failed else 0
 

@@ -1,0 +1,61 @@
+"""Finds values a spec computes but never uses, and removes such dead computations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paperspec.compiler.diagnostics import Span
+from paperspec.compiler.ir import BlockGraph, walk
+from paperspec.compiler.ops.base import get_op
+
+
+@dataclass(frozen=True)
+class SpecWarning:
+    message: str
+    span: Span
+
+    def format(self) -> str:
+        return f"{self.span}: warning: {self.message}"
+
+
+def _used(graph: BlockGraph) -> set:
+    used = {ref.node for _, ref, _ in graph.outputs}
+    for node in graph.nodes():
+        used.update(ref.node for ref in node.inputs())
+    return used
+
+
+def unused_values(graph: BlockGraph) -> list:
+    """A warning for each named value or input of any graph under `graph` that nothing uses."""
+    warnings = []
+    for current in walk(graph):
+        used = _used(current)
+        for node in current.nodes():
+            if node.id in used or node.op == "param" or current.kind == "repeat" and node.op == "input":
+                continue
+            named = [n for n in node.names if n]
+            if node.op == "input":
+                warnings.append(SpecWarning(f"input `{node.names[0]}` is never used", node.span))
+            elif named:
+                warnings.append(SpecWarning(f"`{named[0]}` is computed but never used", node.span))
+    return sorted(set(warnings), key=lambda w: (w.span.path, w.span.line, w.span.column))
+
+
+def eliminate_dead_code(graph: BlockGraph) -> BlockGraph:
+    """Drops computations whose results nothing uses; submodules (and their weights) stay."""
+    for current in walk(graph):
+        changed = True
+        while changed:
+            used = _used(current)
+            dead = [n for n in current.nodes() if n.id not in used and _removable(n)]
+            current.graph.remove_nodes_from(n.id for n in dead)
+            changed = bool(dead)
+    return graph
+
+
+def _removable(node) -> bool:
+    if node.op in ("input", "param"):
+        return False
+    opdef = get_op(node.op)
+    return node.op in ("call", "repeat") or (opdef is not None and not opdef.stochastic)
+
