@@ -153,7 +153,7 @@ class Compiler:
         return self.elaborate_block(block, args, None, None, [])
 
     def elaborate_block(self, block: BlockValue, args: dict, input_types, call_span, arg_spans) -> BlockGraph:
-        key = (id(block.definition), _freeze(args), tuple(input_types) if input_types is not None else None)
+        key = (id(block.definition), _freeze(args), symbol_pattern(input_types) if input_types is not None else None)
         if key in self.graphs:
             return self.graphs[key]
         definition = block.definition
@@ -244,6 +244,7 @@ class BlockElaborator(ExpressionEvaluator):
         self.parent = parent  # the elaborator of the block around a repeat body
         self.outer_modules: set[str] = set()
         self.pending_symbols: set[str] = set()  # dims named by an `in` type, not yet bound
+        self.call_dims: dict = {}  # the block's symbolic dims -> the caller's dims they stand for
 
     def run(self, statements) -> None:
         for statement in statements:
@@ -336,19 +337,31 @@ class BlockElaborator(ExpressionEvaluator):
             raise SpecError(problem, where, f"rank {actual.rank} is not {len(fixed)}")
         else:
             lead = ()
-        bindings: dict = {}
+        lead = tuple(self.lead_symbol(dim) for dim in lead)
+        concrete: dict = {}
         for axis, (want, got) in enumerate(zip(fixed, actual.shape[len(lead):])):
             name = _fresh_symbol(want)
             if name is not None and name in self.pending_symbols:
-                self.scope.set(name, got)
+                # A block sees symbolic sizes under its own names; only concrete sizes specialise it.
                 self.pending_symbols.discard(name)
-                bindings[name] = got
-                fixed[axis] = got
+                self.call_dims[name] = got
+                if isinstance(got, int):
+                    self.scope.set(name, got)
+                    concrete[name] = got
+                    fixed[axis] = got
                 continue
-            want = substitute(want, bindings)
-            if want != got:
-                raise SpecError(problem, where, f"dim {axis + len(lead)} is {got}, expected {want}")
+            if substitute(want, self.call_dims) != got:
+                raise SpecError(problem, where, f"dim {axis + len(lead)} is {got}, expected {substitute(want, self.call_dims)}")
+            fixed[axis] = substitute(want, concrete)
         return TensorType(dtype, tuple(lead) + tuple(fixed))
+
+    def lead_symbol(self, dim):
+        """A leading dim matched by `..`: kept if concrete, else named lead0, lead1, ... in the block."""
+        if isinstance(dim, int):
+            return dim
+        name = f"lead{sum(1 for n in self.call_dims if n.startswith('lead'))}"
+        self.call_dims[name] = dim
+        return Sym.symbol(name)
 
     def stmt_OutputDecl(self, stmt: ast.OutputDecl) -> None:
         if self.graph.kind == "repeat":
@@ -485,7 +498,8 @@ class BlockElaborator(ExpressionEvaluator):
             error.notes.append(f"in `{name}` applied at {expr.span}")
             raise
         self.attach_instance(instance, graph, expr)
-        types = [graph.type_of(ref) for _, ref, _ in graph.outputs]
+        mapping = bind_call_dims(graph, [a.type for a in args])
+        types = [graph.type_of(ref).substitute(mapping) for _, ref, _ in graph.outputs]
         outer = instance.owner is not self.graph
         node = self.graph.add_node(
             "call", {"inputs": tuple(a.ref for a in args)}, types, expr.span, module=instance.module, derived={"graph": graph, "outer": outer}
@@ -515,6 +529,29 @@ class BlockElaborator(ExpressionEvaluator):
         name = self.graph.allocate_module_name(hint)
         node.module = name
         self.graph.modules[name] = ModuleSpec(name, "op", node.span, node=node)
+
+
+def bind_call_dims(graph: BlockGraph, actual_types: list) -> dict:
+    """Maps a block's own symbolic dims to the dims of the arguments of one call."""
+    mapping: dict = {}
+    for spec, actual in zip(graph.inputs, actual_types):
+        for local, dim in zip(spec.type.shape, actual.shape):
+            name = _fresh_symbol(local)
+            if name is not None and name not in mapping:
+                mapping[name] = dim
+    return mapping
+
+
+def symbol_pattern(types) -> tuple:
+    """Input types with symbolic dims replaced by the order they first appear in: the cache key
+    of a block instantiation, since a block depends only on concrete sizes and on which
+    symbolic sizes are equal."""
+    seen: dict = {}
+    key = []
+    for tensor_type in types:
+        dims = tuple(d if isinstance(d, int) else seen.setdefault(d, f"${len(seen)}") for d in tensor_type.shape)
+        key.append((tensor_type.dtype, dims))
+    return tuple(key)
 
 
 def _fresh_symbol(dim) -> str | None:
