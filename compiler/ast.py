@@ -181,6 +181,87 @@ class If:
 
 Stmt = Union[InputDecl, OutputDecl, Assign, ParamDecl, Tie, Repeat, If]
 
+# ---- training procedures ----
+
+
+@dataclass(frozen=True)
+class DataDecl:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class ExpectDecl:
+    condition: Expr
+    within: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainModel:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainData:
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainSetting:
+    key: str  # loss, optimizer, schedule, steps, batch, seed
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainCheckpoint:
+    every: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainFreeze:
+    freeze: bool  # false: `unfreeze`
+    pattern: tuple  # path parts, `*` matching any one part
+    span: Span
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str | None
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainEval:
+    every: Expr
+    data: Expr | None
+    metrics: tuple  # of Metric
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainPhase:
+    name: str | None
+    body: tuple
+    span: Span
+
+
+@dataclass(frozen=True)
+class TrainDef:
+    name: str
+    after: tuple  # names of procedures this one uses
+    body: tuple
+    span: Span
+    name_span: Span
+
+
 # ---- top level ----
 
 
@@ -220,3 +301,6 @@ class SpecFile:
     blocks: tuple  # of BlockDef
     span: Span
     source_hash: str = field(default="")
+    data: tuple = ()  # of DataDecl
+    trains: tuple = ()  # of TrainDef
+    expects: tuple = ()  # of ExpectDecl

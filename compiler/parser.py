@@ -16,6 +16,8 @@ from paperspec.compiler.diagnostics import Span, SpecError, register_source
 _BRACKETS_OPEN = {"LPAR", "LSQB"}
 _BRACKETS_CLOSE = {"RPAR", "RSQB"}
 
+_CLOSERS = ("`}`", "`)`", "`]`")
+
 _TOKEN_WORDS = {
     "_NL": "end of line",
     "NAME": "name",
@@ -75,7 +77,13 @@ def parse(text: str, path: str = "<string>") -> ast.SpecFile:
     except lark.exceptions.UnexpectedInput as error:
         raise _syntax_error(error, text, path) from None
     builder = _AstBuilder(path)
-    items = builder.transform(tree)
+    try:
+        items = builder.transform(tree)
+    except lark.exceptions.VisitError as error:
+        # Lark wraps what a transformer method raises; a SpecError from the builder is the user's.
+        if isinstance(error.orig_exc, SpecError):
+            raise error.orig_exc from None
+        raise
     return _assemble(items, path, text)
 
 
@@ -100,7 +108,9 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, text: str, path: str) 
         found = _describe_token(token)
         if token.type != "$END":
             span = Span(path, line, column, token.end_line or line, token.end_column or column + 1)
-        expected = sorted({_TOKEN_WORDS.get(t, _literal_word(t)) for t in error.expected if not t.startswith("__")})
+        words = {_TOKEN_WORDS.get(t, _literal_word(t)) for t in error.expected if not t.startswith("__")}
+        # Closing brackets first: a missing `}` or `)` is the likeliest cause and must survive the cut below.
+        expected = sorted(words, key=lambda word: (word not in _CLOSERS, word))
         hint = f"expected {', '.join(expected[:6])}" if expected else None
         return SpecError(f"unexpected {found}", span, hint)
     return SpecError("unexpected end of file", span)
@@ -132,8 +142,11 @@ def _span(path: str, meta_or_token) -> Span:
 
 def _assemble(items: list, path: str, text: str) -> ast.SpecFile:
     name = title = None
-    cites, imports, blocks = [], [], []
+    cites, imports, blocks, data, trains, expects = [], [], [], [], [], []
+    kinds = {ast.DataDecl: data, ast.TrainDef: trains, ast.ExpectDecl: expects}
     for item in items:
+        if type(item) in kinds:
+            kinds[type(item)].append(item)
         if isinstance(item, tuple) and item[0] == "spec":
             name, title = item[1], item[2]
         elif isinstance(item, tuple) and item[0] == "cite":
@@ -145,7 +158,9 @@ def _assemble(items: list, path: str, text: str) -> ast.SpecFile:
     lines = text.count("\n") + 1
     span = Span(path, 1, 1, lines, 1)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return ast.SpecFile(path, name, title, tuple(cites), tuple(imports), tuple(blocks), span, digest)
+    return ast.SpecFile(
+        path, name, title, tuple(cites), tuple(imports), tuple(blocks), span, digest, tuple(data), tuple(trains), tuple(expects)
+    )
 
 
 def _string_value(token: Token) -> str:
@@ -189,6 +204,61 @@ class _AstBuilder(Transformer):
 
     def body(self, meta, children):
         return tuple(c for c in children if c is not None)
+
+    # ---- training procedures ----
+    def data_decl(self, meta, children):
+        name, value = children
+        return ast.DataDecl(str(name), value, self.span(meta))
+
+    def expect_decl(self, meta, children):
+        condition, within = children
+        return ast.ExpectDecl(condition, within, self.span(meta))
+
+    def train_def(self, meta, children):
+        name, *after, body = children
+        after_names = tuple(str(a) for a in after if a is not None)
+        return ast.TrainDef(str(name), after_names, body, self.span(meta), _span(self.file_path, name))
+
+    def train_body(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    def train_model(self, meta, children):
+        _, name, value = children
+        return ast.TrainModel(str(name), value, self.span(meta))
+
+    def train_data(self, meta, children):
+        return ast.TrainData(children[0], self.span(meta))
+
+    def train_setting(self, meta, children):
+        key, value = children
+        return ast.TrainSetting(str(key.children[0]), value, self.span(meta))
+
+    def train_checkpoint(self, meta, children):
+        return ast.TrainCheckpoint(children[0], self.span(meta))
+
+    def train_freeze(self, meta, children):
+        kind, pattern = children
+        return ast.TrainFreeze(str(kind.children[0]) == "freeze", pattern, self.span(meta))
+
+    def glob_path(self, meta, children):
+        return tuple(str(c) for c in children)
+
+    def train_eval(self, meta, children):
+        every, data, metrics = children
+        return ast.TrainEval(every, data, metrics, self.span(meta))
+
+    def metrics(self, meta, children):
+        return tuple(
+            c if isinstance(c, ast.Metric) else ast.Metric(None, c, c.span) for c in children if c is not None
+        )
+
+    def named_metric(self, meta, children):
+        name, value = children
+        return ast.Metric(str(name), value, self.span(meta))
+
+    def train_phase(self, meta, children):
+        name, body = children
+        return ast.TrainPhase(str(name) if name is not None else None, body, self.span(meta))
 
     # ---- statements ----
     def in_decl(self, meta, children):
