@@ -7,7 +7,7 @@ import types as python_types
 from dataclasses import dataclass, field
 
 from paperspec.compiler.backends import torch as torch_backend
-from paperspec.compiler.diagnostics import SpecError
+from paperspec.compiler.diagnostics import SpecError, UsageError, did_you_mean
 from paperspec.compiler.elaborate import CompilationUnit, Compiler
 from paperspec.compiler.ir import BlockGraph, count_parameters
 from paperspec.compiler.passes.unused import eliminate_dead_code, unused_values
@@ -22,6 +22,7 @@ class Spec:
     compiler: Compiler
     _graphs: dict = field(default_factory=dict)
     _warnings: dict = field(default_factory=dict)
+    _procedures: tuple | None = None
 
     @property
     def path(self) -> str:
@@ -76,10 +77,52 @@ class Spec:
         return self._warnings[(model, tuple(sorted(params.items(), key=lambda item: item[0])))]
 
     def check(self) -> list:
-        """Elaborates every model with its default parameters; returns their names."""
+        """Elaborates every model with its default parameters, and every training procedure and
+        claim; returns the model names."""
         for model in self.models():
             self.graph(model)
+        self.procedures()
         return self.models()
+
+    def procedures(self) -> dict:
+        """The `train` procedures, in dependency order (name -> Procedure)."""
+        if self._procedures is None:
+            from paperspec.compiler.procedures import elaborate_procedures
+
+            self._procedures = elaborate_procedures(self.compiler, self.unit)
+        return self._procedures[0]
+
+    def claims(self) -> list:
+        """The `expect` claims, checked against the procedures and their metrics."""
+        self.procedures()
+        return self._procedures[1]
+
+    def procedure(self, name: str | None = None):
+        procedures = self.procedures()
+        if name is None:
+            if len(procedures) == 1:
+                return next(iter(procedures.values()))
+            raise UsageError(
+                f"{self.path} has {len(procedures) or 'no'} training procedures; name one" if procedures else f"{self.path} has no `train` procedure",
+                f"procedures: {', '.join(procedures)}" if procedures else None,
+            )
+        if name not in procedures:
+            raise UsageError(f"{self.path} has no procedure `{name}`", did_you_mean(name, procedures) or f"procedures: {', '.join(procedures) or 'none'}")
+        return procedures[name]
+
+    def procedure_source(self, name: str | None = None) -> str:
+        """Source of the procedure's module: its models, and a method per loss and for metrics."""
+        procedure = self.procedure(name)
+        functions = [phase.loss for phase in procedure.phases]
+        if procedure.evaluation is not None:
+            functions.append(procedure.evaluation.metrics)
+        return torch_backend.generate_procedure(procedure.modules, functions, self.path)
+
+    def build_procedure(self, name: str | None = None):
+        """The nn.Module a trainer drives: models as submodules, `loss_<i>(...)` and `metrics(...)`."""
+        procedure = self.procedure(name)
+        namespace = _execute(self.procedure_source(procedure.name), f"<paperspec {self.path}:{procedure.name}>")
+        return namespace[procedure.modules.name]()
 
     def source(self, model: str | None = None, **params) -> str:
         """A standalone Python file (imports only torch) defining the model's classes."""

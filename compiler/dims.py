@@ -136,8 +136,11 @@ def render(value: Dim, name_of) -> str:
     if isinstance(value, int):
         return str(value)
     parts = []
-    for mono, coeff in value.terms:
-        factors = [name_of(a) if isinstance(a, str) else f"({render(a.numerator, name_of)}) // {a.divisor}" for a in mono]
+    for index, (mono, coeff) in enumerate(value.terms):
+        # `//` binds like `*` and below unary minus, so a floor division next to a factor, a
+        # coefficient or a leading minus needs its own parentheses.
+        alone = len(mono) == 1 and (coeff == 1 or (coeff == -1 and index > 0))
+        factors = [name_of(a) if isinstance(a, str) else _render_floordiv(a, name_of, alone) for a in mono]
         if not factors:
             parts.append((coeff, str(abs(coeff))))
             continue
@@ -152,6 +155,11 @@ def render(value: Dim, name_of) -> str:
         else:
             out += f" - {text}" if coeff < 0 else f" + {text}"
     return out
+
+
+def _render_floordiv(atom: FloorDiv, name_of, alone: bool) -> str:
+    text = f"({render(atom.numerator, name_of)}) // {atom.divisor}"
+    return text if alone else f"({text})"
 
 
 def substitute(value: Dim, mapping: dict) -> Dim:

@@ -106,6 +106,7 @@ class Compiler:
         self.loading: list[str] = []
         self.graphs: dict = {}
         self.class_names: set[str] = set()
+        self.next_class_suffix: dict[str, int] = {}  # names are never freed, so the search resumes here
 
     def load(self, path: str) -> CompilationUnit:
         key = os.path.abspath(path)
@@ -131,11 +132,13 @@ class Compiler:
         return self.load(path)
 
     def class_name(self, base: str) -> str:
-        name, suffix = base, 2
+        suffix = self.next_class_suffix.get(base, 1)
+        name = base if suffix == 1 else f"{base}_{suffix}"
         while name in self.class_names:
-            name = f"{base}_{suffix}"
             suffix += 1
+            name = f"{base}_{suffix}"
         self.class_names.add(name)
+        self.next_class_suffix[base] = suffix + 1
         return name
 
     def elaborate_model(self, unit: CompilationUnit, model: str, overrides: dict | None = None) -> BlockGraph:
@@ -481,7 +484,7 @@ class BlockElaborator(ExpressionEvaluator):
                     f"write `{block.definition.name}(...)(x)`",
                 )
         bound = bind_block_args(self.compiler, block, args, keywords, expr.span, arg_spans, keyword_spans)
-        return Instance(block, bound, expr.span)
+        return Instance(block, bound, expr.span, owner=self.graph)
 
     def apply_instance(self, instance: Instance, args, keywords, expr, arg_spans, keyword_spans, hint):
         name = instance.block.definition.name
@@ -497,10 +500,12 @@ class BlockElaborator(ExpressionEvaluator):
                 raise
             error.notes.append(f"in `{name}` applied at {expr.span}")
             raise
+        if instance.module is None and instance.hint is None:
+            instance.hint = hint  # `y = Block(...)(x)` names the submodule `y`, as for ops
         self.attach_instance(instance, graph, expr)
         mapping = bind_call_dims(graph, [a.type for a in args])
         types = [graph.type_of(ref).substitute(mapping) for _, ref, _ in graph.outputs]
-        outer = instance.owner is not self.graph
+        outer = instance.owner is not self.graph and instance.owner is not self.graph.owner
         node = self.graph.add_node(
             "call", {"inputs": tuple(a.ref for a in args)}, types, expr.span, module=instance.module, derived={"graph": graph, "outer": outer}
         )
@@ -509,12 +514,21 @@ class BlockElaborator(ExpressionEvaluator):
 
     def attach_instance(self, instance: Instance, graph: BlockGraph, expr) -> None:
         if instance.module is None:
-            instance.module = self.graph.allocate_module_name(instance.hint or snake_case(instance.block.definition.name))
-            instance.owner = self.graph
+            # The submodule lives where `Block(...)` was written, so an instance made outside a
+            # repeat and first applied inside it is one module shared by every iteration.
+            home = instance.owner or self.graph
+            instance.module = home.allocate_module_name(instance.hint or snake_case(instance.block.definition.name))
+            instance.owner = home
+            instance.graph = graph
+            home.modules[instance.module] = ModuleSpec(instance.module, "block", expr.span, graph=graph)
+            if home is self.graph:
+                return
+        if instance.graph is None:
+            # A procedure's model: declared up front, its graph known at its first use in a loss.
             instance.graph = graph
             self.graph.modules[instance.module] = ModuleSpec(instance.module, "block", expr.span, graph=graph)
             return
-        if instance.owner is not self.graph:
+        if instance.owner is not self.graph and instance.owner is not self.graph.owner:
             if self.parent is None or instance.owner is not self.parent.graph:
                 raise SpecError(f"instance `{instance.module}` belongs to another block", expr.span)
             self.outer_modules.add(instance.module)

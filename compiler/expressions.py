@@ -192,6 +192,9 @@ class ExpressionEvaluator:
 
     def eval_Call(self, expr: ast.Call, hint):
         func = self.eval(expr.func)
+        if isinstance(expr.func, ast.Name) and is_compile_time(func) and get_op(expr.func.id) is not None:
+            # A constant is never callable, so a parameter such as `dropout: float` leaves the op usable.
+            func = OpValue(get_op(expr.func.id))
         args = [self.eval(a) for a in expr.args]
         keywords = {}
         for keyword in expr.keywords:

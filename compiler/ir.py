@@ -89,6 +89,7 @@ class BlockGraph:
     modules: dict = field(default_factory=dict)  # name -> ModuleSpec, in creation order
     ties: list = field(default_factory=list)  # (target path, source path, span)
     repeats: dict = field(default_factory=dict)  # node id -> RepeatInfo
+    owner: BlockGraph | None = None  # a procedure's loss or metric graph: the graph holding its models
     _next_id: int = 0
 
     def add_node(self, op: str, args: dict, types: list, span: Span, **extra) -> Node:

@@ -122,7 +122,12 @@ def cmd_forward(args) -> int:
     inputs = example_inputs(graph, sizes, seed=args.seed, device=args.device)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    outputs = module(*inputs.values())
+    try:
+        outputs = module(*inputs.values())
+    except ValueError as error:
+        if not str(error).startswith(f"{graph.block}: input `"):
+            raise
+        raise CommandError(f"--size: {error}") from None  # sizes the spec's input declarations rule out
     forward_ms = (time.perf_counter() - start) * 1000
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     print(f"{graph.block} on {args.device} with {', '.join(f'{k}={v}' for k, v in sizes.items()) or 'fixed sizes'}")
@@ -141,6 +146,51 @@ def cmd_forward(args) -> int:
         print(f"  forward {forward_ms:.1f} ms")
     print(f"  parameters: {spec.parameter_count(args.model, **params):,}")
     return 0
+
+
+def cmd_train(args) -> int:
+    from paperspec.runtime.train import Trainer
+
+    spec = _load(args.file)
+    trainer = Trainer(spec, args.procedure, device=args.device, out_root=args.out, steps=args.steps, progress=_progress(args))
+    result = trainer.run(resume=args.resume)
+    _print_result(result)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from paperspec.runtime.claims import check_claims, format_claims
+    from paperspec.runtime.train import Trainer
+
+    spec = _load(args.file)
+    procedures = spec.procedures()
+    claims = spec.claims()
+    if not procedures:
+        raise CommandError(f"{args.file} has no `train` procedure to reproduce")
+    runs: dict = {}
+    for name in procedures:
+        teacher_runs = {n: r.run_dir for n, r in runs.items()}
+        trainer = Trainer(spec, name, device=args.device, out_root=args.out, steps=args.steps, progress=_progress(args), teacher_runs=teacher_runs)
+        runs[name] = trainer.run()
+        _print_result(runs[name])
+    if not claims:
+        print("no `expect` claims to check")
+        return 0
+    results = check_claims(claims, runs)
+    print()
+    print(format_claims(results))
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return EXIT_SPEC_ERROR if failed else 0
+
+
+def _progress(args):
+    return False if args.quiet else None
+
+
+def _print_result(result) -> None:
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step" and isinstance(v, float))
+    print(f"{result.procedure}: {result.steps} steps, {metrics}  ({result.run_dir})")
 
 
 def cmd_ops(args) -> int:
@@ -188,9 +238,33 @@ def build_parser() -> argparse.ArgumentParser:
     forward.add_argument("--seed", type=int, default=0)
     forward.set_defaults(run=cmd_forward)
 
+    def run_options(sub):
+        sub.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+        sub.add_argument("--steps", type=int, help="stop each procedure after this many steps")
+        sub.add_argument("--out", default="runs", help="folder for runs (default: runs/)")
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    train = commands.add_parser("train", help="run a training procedure of a spec")
+    train.add_argument("file", metavar="FILE")
+    train.add_argument("procedure", nargs="?", metavar="PROC", help="procedure (default: the only one)")
+    run_options(train)
+    train.add_argument("--resume", action="store_true", help="continue the latest run from its last checkpoint")
+    train.set_defaults(run=cmd_train)
+
+    reproduce = commands.add_parser("reproduce", help="run every procedure in order and check the `expect` claims")
+    reproduce.add_argument("file", metavar="FILE")
+    run_options(reproduce)
+    reproduce.set_defaults(run=cmd_reproduce)
+
     ops = commands.add_parser("ops", help="list every registered op with its signature")
     ops.set_defaults(run=cmd_ops)
     return parser
+
+
+def _training_error():
+    from paperspec.runtime.train import TrainingError
+
+    return TrainingError
 
 
 def main(argv: list | None = None) -> int:
@@ -211,6 +285,9 @@ def main(argv: list | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return 0
+    except _training_error() as error:
+        print(f"paperspec: error: {error}", file=sys.stderr)
+        return EXIT_SPEC_ERROR
     except Exception as error:  # noqa: BLE001 - last resort: report a bug without a wall of traceback
         if os.environ.get("PAPERSPEC_DEBUG"):
             raise

@@ -20,6 +20,7 @@ class CodeWriter:
     def __init__(self, indent: str = "    "):
         self.lines: list[str] = []
         self.level = 0
+        self.reserved: set[str] = set()  # helper names the generated code must not shadow
         self.unit = indent
 
     def line(self, text: str = "") -> None:

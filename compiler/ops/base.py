@@ -197,7 +197,7 @@ def _load_builtin_ops() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from paperspec.compiler.ops import elementwise, nn, tensor  # noqa: F401  (they register on import)
+    from paperspec.compiler.ops import conv, elementwise, losses, nn, tensor  # noqa: F401  (they register on import)
 
     _load_entry_point_ops()
 

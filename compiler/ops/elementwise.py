@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from paperspec.compiler.ops.base import ShapeError, register
 from paperspec.compiler.ops.shapes import binary_type, broadcast, require_float
-from paperspec.compiler.types import TensorType
+from paperspec.compiler.types import TensorType, is_float
 
 _ARITHMETIC = {
     "add": ("+", "x + y, broadcasting"),
@@ -46,6 +48,38 @@ def _comparison_rule(symbol: str):
     return infer
 
 
+def _floordiv_onnx(c, x: str, y: str, dtype: str) -> str:
+    if is_float(dtype):
+        return c.node("Floor", [c.node("Div", [x, y])])
+    # x - x mod y is a multiple of y, so the truncating integer Div gives Python's floor division
+    return c.node("Div", [c.node("Sub", [x, c.node("Mod", [x, y])]), y])
+
+
+def _mod_onnx(c, x: str, y: str, dtype: str) -> str:
+    if is_float(dtype):
+        return c.node("Sub", [x, c.node("Mul", [y, c.node("Floor", [c.node("Div", [x, y])])])])
+    return c.node("Mod", [x, y])  # fmod=0: the result takes the divisor's sign, like torch's %
+
+
+_ARITHMETIC_ONNX = {
+    "add": lambda c, x, y, dtype: c.node("Add", [x, y]),
+    "sub": lambda c, x, y, dtype: c.node("Sub", [x, y]),
+    "mul": lambda c, x, y, dtype: c.node("Mul", [x, y]),
+    "div": lambda c, x, y, dtype: c.node("Div", [x, y]),
+    "floordiv": _floordiv_onnx,
+    "mod": _mod_onnx,
+    "pow": lambda c, x, y, dtype: c.node("Pow", [x, y]),
+}
+
+
+def _arithmetic_onnx(name: str):
+    def lower(c):
+        dtype = c.out_types[0].dtype
+        return _ARITHMETIC_ONNX[name](c, c.operand("x", dtype), c.operand("y", dtype), dtype)
+
+    return lower
+
+
 for _name, (_symbol, _doc) in _ARITHMETIC.items():
     register(
         _name,
@@ -54,7 +88,20 @@ for _name, (_symbol, _doc) in _ARITHMETIC.items():
         lambda c, s=_symbol: f"{c['x']} {s} {c['y']}",
         _doc,
         category="arithmetic",
+        onnx=_arithmetic_onnx(_name),
     )
+
+_COMPARISONS_ONNX = {"eq": "Equal", "ne": "Equal", "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual"}
+
+
+def _comparison_onnx(name: str):
+    def lower(c):
+        dtype = binary_type(c.values["x"], c.values["y"], name).dtype
+        result = c.node(_COMPARISONS_ONNX[name], [c.operand("x", dtype), c.operand("y", dtype)])
+        return c.node("Not", [result]) if name == "ne" else result
+
+    return lower
+
 
 for _name, _symbol in _COMPARISONS.items():
     register(
@@ -64,9 +111,16 @@ for _name, _symbol in _COMPARISONS.items():
         lambda c, s=_symbol: f"{c['x']} {s} {c['y']}",
         f"x {_symbol} y elementwise, giving a bool tensor",
         category="arithmetic",
+        onnx=_comparison_onnx(_name),
     )
 
-register("neg", "x: tensor", lambda c: c["x"], lambda c: f"-{c['x']}", "-x", category="arithmetic")
+def _neg(call):
+    if call["x"].dtype == "bool":
+        raise ShapeError(f"cannot negate a bool tensor {call['x']}", "x", "compare the other way round instead, e.g. `x <= 0` for the opposite of `x > 0`")
+    return call["x"]
+
+
+register("neg", "x: tensor", _neg, lambda c: f"-{c['x']}", "-x", category="arithmetic", onnx=lambda c: c.node("Neg", [c["x"]]))
 
 
 def _float_unary(name: str):
@@ -114,6 +168,36 @@ def _check_gelu(call):
     return call["x"]
 
 
+def _gelu_onnx(c):
+    x, dtype, approximate = c["x"], c.values["x"].dtype, c.values["approximate"]
+    if c.opset >= 20:
+        return c.node("Gelu", [x], approximate=approximate)
+    if approximate == "tanh":
+        cube = c.node("Mul", [x, c.node("Mul", [x, x])])
+        inner = c.node("Add", [x, c.node("Mul", [cube, c.const(0.044715, dtype)])])
+        gate = c.node("Tanh", [c.node("Mul", [inner, c.const(math.sqrt(2 / math.pi), dtype)])])
+    else:
+        gate = c.node("Erf", [c.node("Div", [x, c.const(math.sqrt(2.0), dtype)])])
+    return c.node("Mul", [c.node("Mul", [x, c.const(0.5, dtype)]), c.node("Add", [gate, c.const(1.0, dtype)])])
+
+
+def _softplus_onnx(c):
+    beta, dtype = c.values["beta"], c.values["x"].dtype
+    if beta == 1.0:
+        return c.node("Softplus", [c["x"]])
+    scaled = c.node("Softplus", [c.node("Mul", [c["x"], c.const(beta, dtype)])])
+    return c.node("Div", [scaled, c.const(beta, dtype)])
+
+
+ACTIVATIONS_ONNX = {
+    "relu": lambda c: c.node("Relu", [c["x"]]),
+    "gelu": _gelu_onnx,
+    "silu": lambda c: c.node("Mul", [c["x"], c.node("Sigmoid", [c["x"]])]),
+    "tanh": lambda c: c.node("Tanh", [c["x"]]),
+    "sigmoid": lambda c: c.node("Sigmoid", [c["x"]]),
+    "softplus": _softplus_onnx,
+}
+
 for _name, (_signature, _template, _doc) in ACTIVATIONS.items():
     register(
         _name,
@@ -122,17 +206,30 @@ for _name, (_signature, _template, _doc) in ACTIVATIONS.items():
         _activation_torch(_template),
         _doc,
         category="activation",
+        onnx=ACTIVATIONS_ONNX[_name],
     )
 
 for _name, (_template, _doc) in MATH.items():
-    register(_name, "x: tensor", _float_unary(_name), lambda c, t=_template: t.format(x=c["x"]), _doc, category="arithmetic")
+    register(
+        _name,
+        "x: tensor",
+        _float_unary(_name),
+        lambda c, t=_template: t.format(x=c["x"]),
+        _doc,
+        category="arithmetic",
+        onnx=lambda c, op=_name.capitalize(): c.node(op, [c["x"]]),
+    )
 
 
 def _where(call):
     condition, a, b = call["condition"], call["x"], call["y"]
     if condition.dtype != "bool":
         raise ShapeError(f"the condition of `where` must be a bool tensor, got {condition}", "condition")
-    value = binary_type(a, b, "where")
+    if not isinstance(a, TensorType) and not isinstance(b, TensorType):
+        # torch.where with two numbers gives the default float dtype, or int64 for two ints
+        value = TensorType("f32" if isinstance(a, float) or isinstance(b, float) else "i64", ())
+    else:
+        value = binary_type(a, b, "where")
     return value.with_shape(broadcast(condition.shape, value.shape, "where"))
 
 
@@ -143,20 +240,40 @@ register(
     lambda c: f"torch.where({c['condition']}, {c['x']}, {c['y']})",
     "x where condition holds, else y",
     category="arithmetic",
+    onnx=lambda c: c.node("Where", [c["condition"], c.operand("x", c.out_types[0].dtype), c.operand("y", c.out_types[0].dtype)]),
 )
 
 
 def _clamp(call):
+    x = call["x"]
     if call["min"] is None and call["max"] is None:
         raise ShapeError("`clamp` needs `min` or `max`", "min")
-    return call["x"]
+    if x.dtype == "bool":
+        raise ShapeError(f"`clamp` needs a numeric tensor, got {x}", "x")
+    for name in ("min", "max"):
+        if not is_float(x.dtype) and call[name] is not None and not float(call[name]).is_integer():
+            raise ShapeError(f"`clamp` of an integer tensor {x} needs integer bounds, got {name} = {call[name]}", name, "cast x to f32 first")
+    return x
+
+
+def _clamp_torch(c):
+    # bounds arrive as floats; integer tensors get integer bounds so that they stay integer
+    bounds = {name: c[name] if c.values[name] is None or is_float(c.values["x"].dtype) else str(int(c.values[name])) for name in ("min", "max")}
+    return f"torch.clamp({c['x']}, min={bounds['min']}, max={bounds['max']})"
+
+
+def _clamp_onnx(c):
+    dtype = c.values["x"].dtype
+    bounds = ["" if c.values[name] is None else c.const(c.values[name], dtype) for name in ("min", "max")]
+    return c.node("Clip", [c["x"], *bounds])
 
 
 register(
     "clamp",
     "x: tensor, min: float? = none, max: float? = none",
     _clamp,
-    lambda c: f"torch.clamp({c['x']}, min={c['min']}, max={c['max']})",
+    _clamp_torch,
     "limits x to [min, max]",
     category="arithmetic",
+    onnx=_clamp_onnx,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from paperspec.compiler.ops.base import ShapeError, register
 from paperspec.compiler.ops.shapes import last_dim, require_float, require_rank
 from paperspec.compiler.types import INT_DTYPES, TensorType
@@ -33,6 +35,11 @@ def _linear(call):
     return x.with_shape(x.shape[:-1] + (call["features"],))
 
 
+def _linear_onnx(c):
+    y = c.node("MatMul", [c["x"], c.node("Transpose", [c.weight("weight")], perm=[1, 0])])
+    return c.node("Add", [y, c.weight("bias")]) if c.values["bias"] else y
+
+
 def _linear_params(call):
     params = {"weight": (call["features"], call.derived["in_features"])}
     if call["bias"]:
@@ -49,6 +56,7 @@ register(
     category="layer",
     torch_module=lambda c: f"nn.Linear({c.derived['in_features']}, {c['features']}, bias={c['bias']})",
     parameters=_linear_params,
+    onnx=_linear_onnx,
 )
 
 # ---- embeddings ----
@@ -71,6 +79,7 @@ register(
     category="layer",
     torch_module=lambda c: f"nn.Embedding({c['vocab']}, {c['dim']})",
     parameters=lambda c: {"weight": (c["vocab"], c["dim"])},
+    onnx=lambda c: c.node("Gather", [c.weight("weight"), c["tokens"]], axis=0),
 )
 
 
@@ -82,6 +91,11 @@ def _position_embedding(call):
     return TensorType("f32", (length, call["dim"]))
 
 
+def _position_embedding_onnx(c):
+    positions = c.node("Range", [c.const(0, "i64"), c.scalar_dim(c.values["length"]), c.const(1, "i64")])
+    return c.node("Gather", [c.weight("weight"), positions], axis=0)
+
+
 register(
     "position_embedding",
     "length: dim, max_length: int, dim: int",
@@ -91,6 +105,7 @@ register(
     category="layer",
     torch_module=lambda c: f"nn.Embedding({c['max_length']}, {c['dim']})",
     parameters=lambda c: {"weight": (c["max_length"], c["dim"])},
+    onnx=_position_embedding_onnx,
 )
 
 # ---- normalisation and dropout ----
@@ -113,6 +128,31 @@ def _affine_params(call):
     return {"weight": (d,), "bias": (d,)}
 
 
+# torch.finfo(dtype).eps: nn.RMSNorm's eps when none is given
+_FLOAT_EPS = {"f16": 2.0**-10, "bf16": 2.0**-7, "f32": 2.0**-23, "f64": 2.0**-52}
+
+
+def _ones(c, size: int) -> str:
+    return c.const([1.0] * size, c.values["x"].dtype)
+
+
+def _layernorm_onnx(c):
+    affine, features = c.values["affine"], c.derived["features"]
+    inputs = [c["x"], c.weight("weight") if affine else _ones(c, features)] + ([c.weight("bias")] if affine else [])
+    return c.node("LayerNormalization", inputs, axis=-1, epsilon=c.values["eps"])
+
+
+def _rmsnorm_onnx(c):
+    x, dtype = c["x"], c.values["x"].dtype
+    eps = c.values["eps"] if c.values["eps"] is not None else _FLOAT_EPS[dtype]
+    scale = c.weight("weight") if c.values["affine"] else _ones(c, c.derived["features"])
+    if c.opset >= 23:
+        return c.node("RMSNormalization", [x, scale], axis=-1, epsilon=eps)
+    mean_square = c.node("ReduceMean", [c.node("Mul", [x, x]), c.const([-1], "i64")], keepdims=1)
+    rms = c.node("Sqrt", [c.node("Add", [mean_square, c.const(eps, dtype)])])
+    return c.node("Mul", [c.node("Div", [x, rms]), scale])
+
+
 register(
     "layernorm",
     "x: tensor, eps: float = 1e-05, affine: bool = true",
@@ -122,6 +162,7 @@ register(
     category="layer",
     torch_module=lambda c: f"nn.LayerNorm({c.derived['features']}, eps={c['eps']}, elementwise_affine={c['affine']})",
     parameters=_affine_params,
+    onnx=_layernorm_onnx,
 )
 
 register(
@@ -133,6 +174,7 @@ register(
     category="layer",
     torch_module=lambda c: f"nn.RMSNorm({c.derived['features']}, eps={c['eps']}, elementwise_affine={c['affine']})",
     parameters=lambda c: {"weight": (c.derived["features"],)} if c["affine"] else {},
+    onnx=_rmsnorm_onnx,
 )
 
 
@@ -153,6 +195,14 @@ def _batchnorm_buffers(call):
     return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
 
 
+def _batchnorm_onnx(c):
+    channels, dtype, affine = c.derived["channels"], c.values["x"].dtype, c.values["affine"]
+    scale = c.weight("weight") if affine else _ones(c, channels)
+    bias = c.weight("bias") if affine else c.const([0.0] * channels, dtype)
+    inputs = [c["x"], scale, bias, c.weight("running_mean"), c.weight("running_var")]
+    return c.node("BatchNormalization", inputs, epsilon=c.values["eps"])
+
+
 register(
     "batchnorm",
     "x: tensor, eps: float = 1e-05, momentum: float = 0.1, affine: bool = true",
@@ -166,6 +216,7 @@ register(
     ),
     parameters=lambda c: {"weight": (c.derived["channels"],), "bias": (c.derived["channels"],)} if c["affine"] else {},
     buffers=_batchnorm_buffers,
+    onnx=_batchnorm_onnx,
 )
 
 
@@ -184,6 +235,7 @@ register(
     category="layer",
     torch_module=lambda c: f"nn.Dropout({c['p']})",
     stochastic=True,
+    onnx=lambda c: c.node("Identity", [c["x"]]),
 )
 
 # ---- softmax ----
@@ -200,9 +252,23 @@ def _softmax(name: str):
     return infer
 
 
-register("softmax", "x: tensor, dim: int = -1", _softmax("softmax"), lambda c: f"F.softmax({c['x']}, dim={c['dim']})", "softmax along dim", category="activation")
 register(
-    "log_softmax", "x: tensor, dim: int = -1", _softmax("log_softmax"), lambda c: f"F.log_softmax({c['x']}, dim={c['dim']})", "log of softmax along dim", category="activation"
+    "softmax",
+    "x: tensor, dim: int = -1",
+    _softmax("softmax"),
+    lambda c: f"F.softmax({c['x']}, dim={c['dim']})",
+    "softmax along dim",
+    category="activation",
+    onnx=lambda c: c.node("Softmax", [c["x"]], axis=c.values["dim"]),
+)
+register(
+    "log_softmax",
+    "x: tensor, dim: int = -1",
+    _softmax("log_softmax"),
+    lambda c: f"F.log_softmax({c['x']}, dim={c['dim']})",
+    "log of softmax along dim",
+    category="activation",
+    onnx=lambda c: c.node("LogSoftmax", [c["x"]], axis=c.values["dim"]),
 )
 
 # ---- attention ----
@@ -246,6 +312,42 @@ def _attention_torch(c):
     return f"multi_head_attention({c['q']}, {c['k']}, {c['v']}, heads={c['heads']}, causal={c['causal']}{scale})"
 
 
+def _swap(rank: int, a: int, b: int) -> list:
+    perm = list(range(rank))
+    perm[a], perm[b] = perm[b], perm[a]
+    return perm
+
+
+def _attention_scale(c) -> str:
+    """1/sqrt(head size) unless given; read from the shape when the head size is symbolic."""
+    q, heads = c.values["q"], c.values["heads"]
+    if c.values["scale"] is not None:
+        return c.const(c.values["scale"], q.dtype)
+    head_size = q.shape[-1] // heads
+    if isinstance(head_size, int):
+        return c.const(1.0 / math.sqrt(head_size), q.dtype)
+    size = c.cast(c.scalar_dim(head_size), "i64", q.dtype)
+    return c.node("Reciprocal", [c.node("Sqrt", [size])])
+
+
+def _attention_onnx(c):
+    rank, heads = c.values["q"].rank, c.values["heads"]
+    split = c.const([0] * (rank - 1) + [heads, -1], "i64")  # Reshape's 0 keeps a dim, so T may vary
+
+    def by_heads(name: str) -> str:
+        return c.node("Transpose", [c.node("Reshape", [c[name], split])], perm=_swap(rank + 1, -3, -2))
+
+    q, k, v = by_heads("q"), by_heads("k"), by_heads("v")
+    keys = c.node("Transpose", [k], perm=_swap(rank + 1, -2, -1))
+    scores = c.node("Mul", [c.node("MatMul", [q, keys]), _attention_scale(c)])
+    if c.values["causal"]:
+        mask = c.node("Trilu", [c.fill(c.node("Shape", [scores], start=-2), True, "bool")], upper=0)
+        scores = c.node("Where", [mask, scores, c.const(-math.inf, c.values["q"].dtype)])
+    heads_out = c.node("MatMul", [c.node("Softmax", [scores], axis=-1), v])
+    merged = c.node("Transpose", [heads_out], perm=_swap(rank + 1, -3, -2))
+    return c.node("Reshape", [merged, c.const([0] * (rank - 1) + [-1], "i64")])
+
+
 register(
     "attention",
     "q: tensor, k: tensor, v: tensor, heads: int = 1, causal: bool = false, scale: float? = none",
@@ -254,6 +356,7 @@ register(
     "multi-head scaled dot-product attention on projected q, k, v of shape [..., T, d]",
     category="layer",
     torch_helpers=(("multi_head_attention", _ATTENTION_HELPER),),
+    onnx=_attention_onnx,
 )
 
 # ---- mlp ----
@@ -292,6 +395,17 @@ def _mlp_module(c):
     return "nn.Sequential(" + ", ".join(parts) + ")"
 
 
+def _mlp_onnx(c):
+    x, x_type = c["x"], c.values["x"]
+    for index, layer in enumerate(_mlp_layers(c.call)):
+        if layer[0] == "linear":
+            x = c.node("MatMul", [x, c.node("Transpose", [c.weight(f"{index}.weight")], perm=[1, 0])])
+            x = c.node("Add", [x, c.weight(f"{index}.bias")]) if c.values["bias"] else x
+        elif layer[0] == "act":
+            x = c.activation(c.values["act"], x, x_type.with_shape(x_type.shape[:-1] + (c.values["hidden"],)))
+    return x
+
+
 def _mlp_params(c):
     params = {}
     for index, layer in enumerate(_mlp_layers(c)):
@@ -312,4 +426,5 @@ register(
     torch_module=_mlp_module,
     parameters=_mlp_params,
     stochastic=True,
+    onnx=_mlp_onnx,
 )

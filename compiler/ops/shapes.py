@@ -62,4 +62,6 @@ def binary_type(a, b, op: str) -> TensorType:
     dtype = tensor.dtype
     if isinstance(number, float) and not is_float(dtype):
         dtype = "f32"
+    elif dtype == "bool":  # torch: a bool tensor with an int gives int64
+        dtype = "i64"
     return TensorType(dtype, tensor.shape)

@@ -9,6 +9,8 @@ from paperspec.compiler.ops.base import ShapeError, register
 from paperspec.compiler.ops.shapes import broadcast, normalize_axis
 from paperspec.compiler.types import DTYPES, TensorType, promote
 
+INT64_MAX = 2**63 - 1  # an open slice end in ONNX
+
 TORCH_DTYPES = {name: f"torch.{full}" for name, full in DTYPES.items()}
 
 
@@ -66,7 +68,19 @@ def _matmul(call):
     return TensorType(dtype, batch + (a.shape[-2], b.shape[-1]))
 
 
-register("matmul", "x: tensor, y: tensor", _matmul, lambda c: f"{c['x']} @ {c['y']}", "matrix product with batch broadcasting (also `x @ y`)")
+def _matmul_onnx(c):
+    dtype = c.out_types[0].dtype
+    return c.node("MatMul", [c.operand("x", dtype), c.operand("y", dtype)])
+
+
+register(
+    "matmul",
+    "x: tensor, y: tensor",
+    _matmul,
+    lambda c: f"{c['x']} @ {c['y']}",
+    "matrix product with batch broadcasting (also `x @ y`)",
+    onnx=_matmul_onnx,
+)
 
 
 def _einsum(call):
@@ -96,12 +110,19 @@ def _einsum(call):
     return TensorType(dtype, tuple(sizes[letter] for letter in out))
 
 
+def _einsum_onnx(c):
+    dtype = c.out_types[0].dtype
+    operands = [c.cast(name, t.dtype, dtype) for name, t in zip(c["operands"], c.values["operands"])]
+    return c.node("Einsum", operands, equation=c.values["equation"].replace(" ", ""))
+
+
 register(
     "einsum",
     "equation: str, *operands: tensor",
     _einsum,
     lambda c: f"torch.einsum({c['equation']}, {c['operands'][1:-1]})",
     "Einstein summation, e.g. einsum('bij,bjk->bik', a, b)",
+    onnx=_einsum_onnx,
 )
 
 # ---- reshaping ----
@@ -130,7 +151,19 @@ def _dims(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-register("reshape", "x: tensor, shape: dims", _reshape, lambda c: f"{c['x']}.reshape({c['shape']})", "same elements in a new shape; one dim may be -1")
+def _reshape_onnx(c):
+    """Reshape to the inferred shape; symbolic dims come from the inputs' shapes, one as -1."""
+    return c.node("Reshape", [c["x"], c.dims(c.out_types[0].shape, wildcard=True)])
+
+
+register(
+    "reshape",
+    "x: tensor, shape: dims",
+    _reshape,
+    lambda c: f"{c['x']}.reshape({c['shape']})",
+    "same elements in a new shape; one dim may be -1",
+    onnx=_reshape_onnx,
+)
 
 
 def _flatten(call):
@@ -144,7 +177,12 @@ def _flatten(call):
 
 
 register(
-    "flatten", "x: tensor, start: int = 0, end: int = -1", _flatten, lambda c: f"{c['x']}.flatten({c['start']}, {c['end']})", "merges dims start..end into one"
+    "flatten",
+    "x: tensor, start: int = 0, end: int = -1",
+    _flatten,
+    lambda c: f"{c['x']}.flatten({c['start']}, {c['end']})",
+    "merges dims start..end into one",
+    onnx=_reshape_onnx,
 )
 
 
@@ -156,8 +194,21 @@ def _transpose(call):
     return x.with_shape(shape)
 
 
+def _transpose_onnx(c):
+    rank = c.values["x"].rank
+    perm = list(range(rank))
+    a, b = normalize_axis(c.values["dim0"], rank), normalize_axis(c.values["dim1"], rank)
+    perm[a], perm[b] = perm[b], perm[a]
+    return c.node("Transpose", [c["x"]], perm=perm)
+
+
 register(
-    "transpose", "x: tensor, dim0: int = -2, dim1: int = -1", _transpose, lambda c: f"{c['x']}.transpose({c['dim0']}, {c['dim1']})", "swaps two dims"
+    "transpose",
+    "x: tensor, dim0: int = -2, dim1: int = -1",
+    _transpose,
+    lambda c: f"{c['x']}.transpose({c['dim0']}, {c['dim1']})",
+    "swaps two dims",
+    onnx=_transpose_onnx,
 )
 
 
@@ -170,7 +221,13 @@ def _permute(call):
     return x.with_shape(tuple(x.shape[a] for a in axes))
 
 
-register("permute", "x: tensor, dims: ints", _permute, lambda c: f"{c['x']}.permute({c['dims']})", "reorders all dims")
+def _permute_onnx(c):
+    dims, rank = c.values["dims"], c.values["x"].rank
+    dims = (dims,) if isinstance(dims, int) else dims
+    return c.node("Transpose", [c["x"]], perm=[normalize_axis(d, rank) for d in dims])
+
+
+register("permute", "x: tensor, dims: ints", _permute, lambda c: f"{c['x']}.permute({c['dims']})", "reorders all dims", onnx=_permute_onnx)
 
 
 def _unsqueeze(call):
@@ -179,7 +236,14 @@ def _unsqueeze(call):
     return x.with_shape(x.shape[:axis] + (1,) + x.shape[axis:])
 
 
-register("unsqueeze", "x: tensor, dim: int", _unsqueeze, lambda c: f"{c['x']}.unsqueeze({c['dim']})", "inserts a dim of size 1")
+register(
+    "unsqueeze",
+    "x: tensor, dim: int",
+    _unsqueeze,
+    lambda c: f"{c['x']}.unsqueeze({c['dim']})",
+    "inserts a dim of size 1",
+    onnx=lambda c: c.node("Unsqueeze", [c["x"], c.const([c.values["dim"]], "i64")]),
+)
 
 
 def _squeeze(call):
@@ -190,7 +254,14 @@ def _squeeze(call):
     return x.with_shape(x.shape[:axis] + x.shape[axis + 1 :])
 
 
-register("squeeze", "x: tensor, dim: int", _squeeze, lambda c: f"{c['x']}.squeeze({c['dim']})", "removes a dim of size 1")
+register(
+    "squeeze",
+    "x: tensor, dim: int",
+    _squeeze,
+    lambda c: f"{c['x']}.squeeze({c['dim']})",
+    "removes a dim of size 1",
+    onnx=lambda c: c.node("Squeeze", [c["x"], c.const([c.values["dim"]], "i64")]),
+)
 
 
 def _cast(call):
@@ -199,7 +270,14 @@ def _cast(call):
     return call["x"].with_dtype(call["dtype"])
 
 
-register("cast", "x: tensor, dtype: str", _cast, lambda c: f"{c['x']}.to({TORCH_DTYPES[c.values['dtype']]})", "converts to another dtype")
+register(
+    "cast",
+    "x: tensor, dtype: str",
+    _cast,
+    lambda c: f"{c['x']}.to({TORCH_DTYPES[c.values['dtype']]})",
+    "converts to another dtype",
+    onnx=lambda c: c.cast(c["x"], c.values["x"].dtype, c.values["dtype"]),
+)
 
 # ---- joining and splitting ----
 
@@ -230,8 +308,34 @@ def _join(name: str, new_axis: bool):
     return infer
 
 
-register("concat", "xs: tensors, dim: int = 0", _join("concat", False), lambda c: f"torch.cat({c['xs']}, dim={c['dim']})", "joins tensors along an existing dim")
-register("stack", "xs: tensors, dim: int = 0", _join("stack", True), lambda c: f"torch.stack({c['xs']}, dim={c['dim']})", "joins tensors along a new dim")
+def _join_onnx(new_axis: bool):
+    def lower(c):
+        dtype, rank = c.out_types[0].dtype, c.out_types[0].rank
+        parts = [c.cast(name, t.dtype, dtype) for name, t in zip(c["xs"], c.values["xs"])]
+        axis = normalize_axis(c.values["dim"], rank)
+        if new_axis:
+            parts = [c.node("Unsqueeze", [part, c.const([axis], "i64")]) for part in parts]
+        return c.node("Concat", parts, axis=axis)
+
+    return lower
+
+
+register(
+    "concat",
+    "xs: tensors, dim: int = 0",
+    _join("concat", False),
+    lambda c: f"torch.cat({c['xs']}, dim={c['dim']})",
+    "joins tensors along an existing dim",
+    onnx=_join_onnx(False),
+)
+register(
+    "stack",
+    "xs: tensors, dim: int = 0",
+    _join("stack", True),
+    lambda c: f"torch.stack({c['xs']}, dim={c['dim']})",
+    "joins tensors along a new dim",
+    onnx=_join_onnx(True),
+)
 
 
 def _split(call):
@@ -259,12 +363,21 @@ def _split_torch(c):
     return f"{c['x']}.split({list(c.values['sections'])}, dim={c['dim']})"
 
 
+def _split_onnx(c):
+    axis = normalize_axis(c.values["dim"], c.values["x"].rank)
+    sizes = [t.shape[axis] for t in c.out_types]
+    if all(isinstance(size, int) for size in sizes):
+        return c.node("Split", [c["x"], c.const(sizes, "i64")], outputs=len(sizes), axis=axis)
+    return c.node("Split", [c["x"]], outputs=len(sizes), axis=axis, num_outputs=len(sizes))
+
+
 register(
     "split",
     "x: tensor, sections: ints, dim: int = -1",
     _split,
     _split_torch,
     "splits into `sections` equal parts, or parts of the listed sizes; gives a tuple",
+    onnx=_split_onnx,
 )
 
 # ---- reductions ----
@@ -273,18 +386,21 @@ register(
 def _reduction(name: str):
     def infer(call):
         x, dims = call["x"], call["dim"]
+        if name == "mean" and x.dtype not in ("f16", "bf16", "f32", "f64"):
+            raise ShapeError(f"`mean` needs a floating-point tensor, got {x}", "x")
+        if name == "sum" and x.dtype in ("bool", "i32"):  # torch sums these as int64
+            x = x.with_dtype("i64")
         if dims is None:
             return x.with_shape(()) if not call["keepdim"] else x.with_shape((1,) * x.rank)
         dims = (dims,) if isinstance(dims, int) else dims
         axes = {normalize_axis(d, x.rank) for d in dims}
+        if len(axes) != len(dims):
+            raise ShapeError(f"`{name}` names a dim twice in dim = {list(dims)} for {x}", "dim")
         if call["keepdim"]:
             shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
         else:
             shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
-        out = x.with_shape(shape)
-        if name == "mean" and out.dtype not in ("f16", "bf16", "f32", "f64"):
-            raise ShapeError(f"`mean` needs a floating-point tensor, got {x}", "x")
-        return out
+        return x.with_shape(shape)
 
     return infer
 
@@ -301,8 +417,34 @@ def _reduction_torch(method: str):
     return lower
 
 
-for _name, _method, _doc in (("sum", "sum", "sum over dims"), ("mean", "mean", "mean over dims"), ("max", "amax", "maximum over dims"), ("min", "amin", "minimum over dims")):
-    register(_name, "x: tensor, dim: ints? = none, keepdim: bool = false", _reduction(_name), _reduction_torch(_method), _doc + " (all dims when dim is none)", category="reduction")
+def _reduction_onnx(op: str):
+    def lower(c):
+        dims, rank = c.values["dim"], c.values["x"].rank
+        inputs = [c["x"]]
+        if dims is not None:
+            dims = (dims,) if isinstance(dims, int) else dims
+            inputs.append(c.const([normalize_axis(d, rank) for d in dims], "i64"))
+        return c.node(op, inputs, keepdims=int(c.values["keepdim"]))
+
+    return lower
+
+
+_REDUCTIONS = (
+    ("sum", "sum", "ReduceSum", "sum over dims"),
+    ("mean", "mean", "ReduceMean", "mean over dims"),
+    ("max", "amax", "ReduceMax", "maximum over dims"),
+    ("min", "amin", "ReduceMin", "minimum over dims"),
+)
+for _name, _method, _onnx_op, _doc in _REDUCTIONS:
+    register(
+        _name,
+        "x: tensor, dim: ints? = none, keepdim: bool = false",
+        _reduction(_name),
+        _reduction_torch(_method),
+        _doc + " (all dims when dim is none)",
+        category="reduction",
+        onnx=_reduction_onnx(_onnx_op),
+    )
 
 # ---- creation ----
 
@@ -329,10 +471,37 @@ def _creation_torch(function: str):
     return lower
 
 
-register("zeros", "shape: dims, dtype: str = 'f32'", _creation("zeros"), _creation_torch("zeros"), "a tensor of zeros", category="creation")
-register("ones", "shape: dims, dtype: str = 'f32'", _creation("ones"), _creation_torch("ones"), "a tensor of ones", category="creation")
+def _fill_onnx(value):
+    return lambda c: c.fill(c.dims(c.values["shape"]), value, c.values["dtype"])
+
+
 register(
-    "randn", "shape: dims, dtype: str = 'f32'", _creation("randn"), _creation_torch("randn"), "standard normal samples", category="creation", stochastic=True
+    "zeros",
+    "shape: dims, dtype: str = 'f32'",
+    _creation("zeros"),
+    _creation_torch("zeros"),
+    "a tensor of zeros",
+    category="creation",
+    onnx=_fill_onnx(0),
+)
+register(
+    "ones",
+    "shape: dims, dtype: str = 'f32'",
+    _creation("ones"),
+    _creation_torch("ones"),
+    "a tensor of ones",
+    category="creation",
+    onnx=_fill_onnx(1),
+)
+register(
+    "randn",
+    "shape: dims, dtype: str = 'f32'",
+    _creation("randn"),
+    _creation_torch("randn"),
+    "standard normal samples",
+    category="creation",
+    stochastic=True,
+    not_exportable="its samples come from PyTorch's generator, which ONNX runtimes cannot reproduce; pass noise in as a model input",
 )
 
 
@@ -344,6 +513,14 @@ def _arange(call):
     return TensorType(call["dtype"], (call["n"],))
 
 
+def _arange_onnx(c):
+    dtype = c.values["dtype"]
+    counting = dtype if dtype in ("f32", "f64", "i32", "i64") else "i64"  # the types Range takes
+    limit = c.cast(c.scalar_dim(c.values["n"]), "i64", counting)
+    values = c.node("Range", [c.const(0, counting), limit, c.const(1, counting)])
+    return c.cast(values, counting, dtype)
+
+
 register(
     "arange",
     "n: dim, dtype: str = 'i64'",
@@ -351,6 +528,7 @@ register(
     lambda c: f"torch.arange({c['n']}, dtype={TORCH_DTYPES[c.values['dtype']]}, device={c.device})",
     "0, 1, ..., n-1",
     category="creation",
+    onnx=_arange_onnx,
 )
 
 # ---- indexing (the `x[...]` syntax) ----
@@ -418,4 +596,50 @@ def _index_torch(c):
     return f"{c['x']}[{', '.join(parts)}]"
 
 
-register("index", "x: tensor, items: any", _index, _index_torch, "indexing and slicing, written x[i, a:b, .., none]", category="syntax")
+def _index_plan(x, items) -> tuple:
+    """(slices as (axis, start, stop, step), integer indices as (axis, index), new-axis positions)."""
+    consumed = sum(1 for item in items if item[0] in ("int", "slice"))
+    slices, picks, new_axes = [], [], []
+    axis = position = 0
+    for item in items:
+        if item[0] == "ellipsis":
+            axis += x.rank - consumed
+            position += x.rank - consumed
+        elif item[0] == "newaxis":
+            new_axes.append(position)
+            position += 1
+        elif item[0] == "int":
+            picks.append((axis, item[1]))
+            axis += 1
+        else:
+            start, stop, step = item[1:]
+            if (start, stop, step or 1) != (None, None, 1):
+                slices.append((axis, start or 0, INT64_MAX if stop is None else stop, step or 1))
+            axis += 1
+            position += 1
+    return slices, picks, new_axes
+
+
+def _index_onnx(c):
+    """One Slice for the slices, a Gather per integer index (last axis first), one Unsqueeze."""
+    x = c["x"]
+    slices, picks, new_axes = _index_plan(c.values["x"], c.values["items"])
+    if slices:
+        bounds = [c.dims([s[i] for s in slices]) for i in (1, 2, 0, 3)]
+        x = c.node("Slice", [x, *bounds])
+    for axis, index in reversed(picks):
+        x = c.node("Gather", [x, c.scalar_dim(index)], axis=axis)
+    if new_axes:
+        x = c.node("Unsqueeze", [x, c.const(new_axes, "i64")])
+    return x if x != c["x"] else c.node("Identity", [x])
+
+
+register(
+    "index",
+    "x: tensor, items: any",
+    _index,
+    _index_torch,
+    "indexing and slicing, written x[i, a:b, .., none]",
+    category="syntax",
+    onnx=_index_onnx,
+)

@@ -1,0 +1,186 @@
+"""ONNX backend: builds a ModelProto straight from the graph IR, one scoped node group per op."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+
+import onnx
+from onnx import helper
+
+from paperspec.compiler.backends.onnx_builder import ONNX_DTYPES, GraphBuilder, OnnxCall
+from paperspec.compiler.backends.onnx_weights import check_state, torch_key, weight_lookup
+from paperspec.compiler.backends.pysource import identifier
+from paperspec.compiler.diagnostics import SpecError, UsageError
+from paperspec.compiler.dims import Sym
+from paperspec.compiler.ir import BlockGraph, Node, ValueRef
+from paperspec.compiler.ops.base import get_op
+
+DEFAULT_OPSET = 21
+MIN_OPSET = 18  # Split(num_outputs) and reductions with axes as inputs
+SEMANTICS = "inference: dropout off, batchnorm uses running stats"
+
+
+def check_opset(opset: int) -> None:
+    highest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= highest:
+        raise UsageError(f"unsupported opset {opset}", f"paperspec exports ONNX opsets {MIN_OPSET} to {highest}")
+
+
+def export_graph(
+    graph: BlockGraph, state: Mapping, opset: int = DEFAULT_OPSET, metadata: dict | None = None, source: str = "the state_dict"
+) -> onnx.ModelProto:
+    """The model `graph` as ONNX, with initializers from `state` (a state_dict or safetensors dict)."""
+    check_opset(opset)
+    check_state(graph, state, source)
+    builder = GraphBuilder(opset, weight_lookup(graph, state), symbol_sources(graph))
+    values = {ValueRef(spec.node): spec.name for spec in graph.inputs}
+    results = BlockLowering(builder, "", lambda name: torch_key(name)).run(graph, values)
+    outputs = []
+    for (name, ref, span), value in zip(graph.outputs, results):
+        if name in values.values():
+            raise SpecError(f"output `{name}` has the name of an input; ONNX needs distinct names", span)
+        builder.nodes.append(helper.make_node("Identity", [value], [name], name=builder.unique(f"outputs/{name}")))
+        outputs.append(value_info(name, graph.type_of(ref)))
+    inputs = [value_info(spec.name, spec.type) for spec in graph.inputs]
+    proto = helper.make_graph(builder.nodes, graph.block, inputs, outputs, list(builder.initializers.values()))
+    model = helper.make_model(proto, opset_imports=[helper.make_opsetid("", opset)], producer_name="paperspec")
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    helper.set_model_props(model, dict(metadata or {}))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
+    """A graph input or output; symbolic dims become dim_params named as in the spec."""
+    shape = [d if isinstance(d, int) else str(d) for d in tensor_type.shape]
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], shape)
+
+
+def symbol_sources(graph: BlockGraph) -> dict:
+    """Symbolic dim name -> (input name, axis) of the first model input that declares it alone."""
+    sources: dict = {}
+    for spec in graph.inputs:
+        for axis, dim in enumerate(spec.type.shape):
+            if isinstance(dim, Sym) and len(dim.terms) == 1 and dim.terms[0][1] == 1 and len(dim.terms[0][0]) == 1:
+                sources.setdefault(dim.terms[0][0][0], (spec.name, axis))
+    return sources
+
+
+def model_metadata(spec, model: str, params: dict, graph: BlockGraph) -> dict:
+    """metadata_props: where the model comes from and what it computes."""
+    from paperspec import __version__
+
+    inputs = [{"name": s.name, "declared": s.declared, "constraints": [list(map(str, c)) for c in s.constraints]} for s in graph.inputs]
+    return {
+        "paperspec.version": __version__,
+        "paperspec.spec": spec.name or spec.path,
+        "paperspec.model": model,
+        "paperspec.params": json.dumps({k: _plain(v) for k, v in graph.args.items()}, sort_keys=True),
+        "paperspec.overrides": json.dumps({k: _plain(v) for k, v in params.items()}, sort_keys=True),
+        "paperspec.source_hash": spec.source_hash,
+        "paperspec.semantics": SEMANTICS,
+        "paperspec.inputs": json.dumps(inputs),
+    }
+
+
+def _plain(value):
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return getattr(getattr(value, "op", None), "name", None) or str(value)
+
+
+def export_spec(spec, model: str | None = None, params: dict | None = None, state: Mapping | None = None, opset: int = DEFAULT_OPSET, source: str = "the state_dict") -> onnx.ModelProto:
+    """ONNX for a model of a loaded spec; without `state`, the weights of a freshly built module."""
+    model = spec.default_model(model)
+    params = dict(params or {})
+    graph = spec.graph(model, **params)
+    check_opset(opset)
+    if state is None:
+        state = spec.build(model, **params).state_dict()
+    return export_graph(graph, state, opset, model_metadata(spec, model, params, graph), source)
+
+
+class BlockLowering:
+    """Lowers one block graph; `modules` maps the block's submodule names to state_dict paths."""
+
+    def __init__(self, builder: GraphBuilder, path: str, modules: Callable[[str], str]):
+        self.builder = builder
+        self.path = path  # scope of this block's ops without a submodule, e.g. `layers.0.attn`
+        self.modules = modules
+
+    def run(self, graph: BlockGraph, values: dict) -> list:
+        """Emits the graph's nodes; `values` maps its input refs to ONNX names. Returns output names."""
+        for node in graph.nodes():
+            if node.op == "input":
+                continue
+            if node.op == "param":
+                values[ValueRef(node.id)] = self.builder.weight(self.modules(node.module))
+            elif node.op == "call":
+                self.lower_call(node, values)
+            elif node.op == "repeat":
+                self.lower_repeat(node, values)
+            else:
+                self.lower_op(node, values)
+        return [values[ref] for _, ref, _ in graph.outputs]
+
+    def scope(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def lower_call(self, node: Node, values: dict) -> None:
+        child = node.derived["graph"]
+        path = self.modules(node.module)
+        inputs = {ValueRef(spec.node): values[ref] for spec, ref in zip(child.inputs, node.args["inputs"])}
+        lowering = BlockLowering(self.builder, path, lambda name: f"{path}.{torch_key(name)}")
+        for i, value in enumerate(lowering.run(child, inputs)):
+            values[ValueRef(node.id, i)] = value
+
+    def lower_repeat(self, node: Node, values: dict) -> None:
+        """Unrolled: each iteration is lowered with its own scope (`layers.0`, `layers.1`, ...)."""
+        info = node.derived["repeat"]
+        carried = [values[ref] for ref in node.args["carried"]]
+        free = {name: values[ref] for name, ref in zip(info.free, node.args["free"])}
+        base = self.modules(node.module) if node.module else None
+        for i, body in enumerate(info.bodies):
+            inputs = {ValueRef(spec.node): value for spec, value in zip(body.inputs, carried)}
+            inputs.update({ValueRef(spec.node): free[spec.name] for spec in body.inputs[len(carried):]})
+            carried = self.iteration(info.mode, body, f"{base}.{i}" if base else None, i).run(body, inputs)
+        for i, value in enumerate(carried):
+            values[ValueRef(node.id, i)] = value
+
+    def iteration(self, mode: str, body: BlockGraph, item: str | None, index: int) -> BlockLowering:
+        if mode == "body":
+            return BlockLowering(self.builder, item, lambda name: f"{item}.{torch_key(name)}")
+        own = next(iter(body.modules), None) if mode == "single" else None
+
+        def modules(name: str) -> str:
+            return item if name == own else self.modules(name)
+
+        return BlockLowering(self.builder, item or self.scope(f"repeat.{index}"), modules)
+
+    def lower_op(self, node: Node, values: dict) -> None:
+        opdef = get_op(node.op)
+        if opdef.not_exportable:
+            raise SpecError(f"`{node.op}` cannot be exported to ONNX: {opdef.not_exportable}", node.span)
+        if opdef.onnx is None:
+            raise SpecError(f"`{node.op}` has no ONNX lowering yet", node.span, "export models without it, or add an `onnx=` lowering to the op")
+        inputs = {}
+        for name, value in node.args.items():
+            if isinstance(value, ValueRef):
+                inputs[name] = values[value]
+            elif isinstance(value, tuple) and value and all(isinstance(v, ValueRef) for v in value):
+                inputs[name] = tuple(values[v] for v in value)
+        module = self.modules(node.module) if node.module else None
+        call = OnnxCall(
+            self.builder, inputs, dict(node.call.args), node.derived, node.types, module or self.scope(identifier(node.op)), module, node.call
+        )
+        results = opdef.onnx(call)
+        results = [results] if isinstance(results, str) else list(results)
+        assert len(results) == len(node.types), f"{node.op} lowering gave {len(results)} outputs for {len(node.types)}"
+        for i, value in enumerate(results):
+            values[ValueRef(node.id, i)] = value
+
+
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "check_opset", "export_graph", "export_spec", "model_metadata", "symbol_sources"]

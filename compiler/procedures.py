@@ -1,0 +1,468 @@
+"""Elaboration of training procedures: models, data, loss and metric graphs, phases and claims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from paperspec.compiler import ast
+from paperspec.compiler.calls import bind_named_call
+from paperspec.compiler.diagnostics import SpecError, did_you_mean
+from paperspec.compiler.dims import Sym
+from paperspec.compiler.ir import BlockGraph, ValueRef
+from paperspec.compiler.types import TensorType
+from paperspec.compiler.values import BlockValue, Instance, TensorValue, describe
+
+BATCH_DIM = "B"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str  # the `data` declaration, or the generator for inline data
+    generator: str
+    args: dict
+    fields: dict  # field name -> runtime.data Field (dtype, per-example shape)
+    span: object
+
+
+@dataclass
+class PhaseSpec:
+    name: str
+    loss: BlockGraph
+    data: DataSource
+    batch: int
+    steps: int
+    optimizer: tuple  # (name, args)
+    schedule: tuple  # (name, args)
+    freeze: list  # (freeze: bool, pattern parts)
+    span: object
+
+
+@dataclass
+class EvalSpec:
+    every: int
+    data: DataSource
+    metrics: BlockGraph  # one output per metric, named as the metric
+    span: object
+
+
+@dataclass
+class Procedure:
+    name: str
+    after: tuple
+    span: object
+    modules: BlockGraph  # the procedure's models (and teachers) as submodules
+    models: list = field(default_factory=list)  # names of the models it trains
+    teachers: dict = field(default_factory=dict)  # submodule -> (procedure, model)
+    phases: list = field(default_factory=list)
+    evaluation: EvalSpec | None = None
+    checkpoint_every: int | None = None
+    seed: int = 0
+
+    @property
+    def steps(self) -> int:
+        return sum(phase.steps for phase in self.phases)
+
+    def metric_names(self) -> list:
+        return [name for name, _, _ in self.evaluation.metrics.outputs] if self.evaluation else []
+
+
+@dataclass(frozen=True)
+class Claim:
+    condition: ast.Expr
+    within: int | None
+    text: str
+    span: object
+
+
+class BatchValue:
+    """`batch` inside a loss or metric: its fields become the graph's inputs on first use."""
+
+    def __init__(self, graph: BlockGraph, data: DataSource):
+        self.graph = graph
+        self.data = data
+        self.values: dict = {}
+
+    def attribute(self, name: str, span):
+        if name not in self.data.fields:
+            raise SpecError(
+                f"data `{self.data.name}` has no field `{name}`",
+                span,
+                did_you_mean(name, self.data.fields) or f"fields: {', '.join(self.data.fields)}",
+            )
+        if name not in self.values:
+            spec = self.data.fields[name]
+            dims = (Sym.symbol(BATCH_DIM),) + tuple(Sym.symbol(d) if isinstance(d, str) else d for d in spec.shape)
+            tensor_type = TensorType(spec.dtype, dims)
+            node = self.graph.add_node("input", {"name": name}, [tensor_type], span, names=[name])
+            from paperspec.compiler.ir import InputSpec
+
+            self.graph.inputs.append(InputSpec(name, tensor_type, str(tensor_type), (), node.id))
+            self.values[name] = TensorValue(ValueRef(node.id), tensor_type)
+        return self.values[name]
+
+
+@dataclass(frozen=True)
+class ProcedureValue:
+    """Another procedure named in `after`: its trained models, as `teacher.net`."""
+
+    procedure: Procedure
+    elaborator: object
+
+    def attribute(self, name: str, span):
+        return self.elaborator.teacher_instance(self.procedure, name, span)
+
+
+def _registry_signatures(kind: str) -> dict:
+    if kind == "optimizer":
+        from paperspec.runtime.optim import all_optimizers
+
+        return {name: d.signature for name, d in all_optimizers().items()}
+    if kind == "schedule":
+        from paperspec.runtime.schedules import all_schedules
+
+        return {name: d.signature for name, d in all_schedules().items()}
+    from paperspec.runtime.data import all_generators
+
+    return {name: d.signature for name, d in all_generators().items()}
+
+
+DEFAULTS = {"batch": 32, "seed": 0}
+REQUIRED = ("loss", "data", "steps", "optimizer")
+
+
+class ProcedureElaborator:
+    """Turns one `train` definition into a Procedure."""
+
+    def __init__(self, compiler, unit, definition: ast.TrainDef, done: dict, data_decls: dict):
+        from paperspec.compiler.elaborate import camel_case
+
+        self.compiler = compiler
+        self.unit = unit
+        self.definition = definition
+        self.done = done
+        self.data_decls = data_decls
+        name = compiler.class_name(camel_case(definition.name) + "Procedure")
+        modules = BlockGraph(name, definition.name, "procedure", {}, definition.span)
+        self.procedure = Procedure(definition.name, definition.after, definition.span, modules)
+        self.scope = self._scope()
+        self.declared: dict[str, Instance] = {}
+        self.batches: dict = {}  # id of a loss or metric graph -> its `batch`
+
+    def _scope(self):
+        from paperspec.compiler.elaborate import Scope
+
+        values = {}
+        for name in self.definition.after:
+            if name not in self.done:
+                raise SpecError(f"`{self.definition.name}` runs after unknown procedure `{name}`", self.definition.span, did_you_mean(name, self.done))
+            values[name] = ProcedureValue(self.done[name], self)
+        return Scope(values)
+
+    def evaluator(self, graph: BlockGraph | None = None, scope=None):
+        from paperspec.compiler.elaborate import BlockElaborator
+
+        return BlockElaborator(self.compiler, self.unit, graph or self.procedure.modules, scope or self.scope, None, None, [])
+
+    # ---- statements ----
+
+    def run(self) -> Procedure:
+        settings, phases, freeze = {}, [], []
+        for stmt in self.definition.body:
+            if isinstance(stmt, ast.TrainPhase):
+                phases.append(stmt)
+            elif isinstance(stmt, ast.TrainEval):
+                settings["eval"] = stmt
+            elif isinstance(stmt, ast.TrainCheckpoint):
+                self.procedure.checkpoint_every = self.positive_int(stmt.every, "checkpoint interval")
+            else:
+                self.setting(stmt, settings, freeze)
+        self.procedure.seed = self.int_setting(settings.get("seed"), DEFAULTS["seed"], "seed", minimum=0)
+        for index, phase in enumerate(phases or [None]):
+            own, own_freeze = dict(settings), list(freeze)
+            if phase is not None:
+                for stmt in phase.body:
+                    if isinstance(stmt, (ast.TrainPhase, ast.TrainEval, ast.TrainCheckpoint, ast.TrainModel)):
+                        raise SpecError("a phase may set data, loss, optimizer, schedule, steps, batch and freezing only", stmt.span)
+                    self.setting(stmt, own, own_freeze)
+            name = (phase.name if phase and phase.name else f"phase{index}") if phases else "main"
+            self.procedure.phases.append(self.phase(name, own, own_freeze, phase.span if phase else self.definition.span))
+        if "eval" in settings:
+            self.procedure.evaluation = self.evaluation(settings["eval"])
+        unused = [m for m in self.procedure.models if self.declared[m].graph is None]
+        if unused:
+            raise SpecError(f"model `{unused[0]}` is never used by a loss", self.declared[unused[0]].span)
+        return self.procedure
+
+    def setting(self, stmt, settings: dict, freeze: list) -> None:
+        if isinstance(stmt, ast.TrainModel):
+            self.declare_model(stmt)
+        elif isinstance(stmt, ast.TrainData):
+            settings["data"] = stmt
+        elif isinstance(stmt, ast.TrainSetting):
+            settings[stmt.key] = stmt
+        elif isinstance(stmt, ast.TrainFreeze):
+            freeze.append((stmt.freeze, stmt.pattern, stmt.span))
+        elif isinstance(stmt, ast.Assign):
+            settings.setdefault("lets", []).append(stmt)
+        else:
+            raise SpecError("this statement cannot appear in a training procedure", stmt.span)
+
+    def declare_model(self, stmt: ast.TrainModel) -> None:
+        if stmt.name in self.declared or stmt.name in self.scope.values:
+            raise SpecError(f"`{stmt.name}` is already defined in `{self.definition.name}`", stmt.span)
+        value = self.evaluator().eval(stmt.value)
+        if isinstance(value, BlockValue):
+            value = self.evaluator().instantiate(value, [], {}, stmt.value, [], {})
+        if not isinstance(value, Instance):
+            raise SpecError(f"`model` needs a block or model instance such as `GPT(d = 64)`, got {describe(value)}", stmt.value.span)
+        value.module = stmt.name
+        value.owner = self.procedure.modules
+        self.declared[stmt.name] = value
+        self.procedure.models.append(stmt.name)
+        self.scope.set(stmt.name, value)
+
+    def teacher_instance(self, procedure: Procedure, model: str, span) -> Instance:
+        module = f"{procedure.name}_{model}"
+        if module not in self.declared:
+            spec = procedure.modules.modules.get(model)
+            if spec is None or model not in procedure.models:
+                raise SpecError(f"procedure `{procedure.name}` has no model `{model}`", span, did_you_mean(model, procedure.models))
+            original = procedure.modules.modules[model]
+            block = self.unit.find_block(original.graph.block)
+            instance = Instance(block, dict(original.graph.args), span, module=module, owner=self.procedure.modules)
+            self.declared[module] = instance
+            self.procedure.teachers[module] = (procedure.name, model)
+        return self.declared[module]
+
+    # ---- settings ----
+
+    def positive_int(self, expr, what: str) -> int:
+        return self.int_setting(expr, None, what, minimum=1)
+
+    def int_setting(self, stmt_or_expr, default, what: str, minimum: int) -> int:
+        if stmt_or_expr is None:
+            return default
+        expr = stmt_or_expr.value if isinstance(stmt_or_expr, ast.TrainSetting) else stmt_or_expr
+        value = self.evaluator().eval(expr)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise SpecError(f"{what} must be an integer >= {minimum}, got {describe(value)}", expr.span)
+        return value
+
+    def phase(self, name: str, settings: dict, freeze: list, span) -> PhaseSpec:
+        for key in REQUIRED:
+            if key not in settings:
+                raise SpecError(f"`{self.definition.name}` has no `{key}`" + (f" in phase `{name}`" if name != "main" else ""), span, _required_hint(key))
+        data = self.data_source(settings["data"].value)
+        steps = self.positive_int(settings["steps"].value, "steps")
+        batch = self.int_setting(settings.get("batch"), DEFAULTS["batch"], "batch", minimum=1)
+        optimizer = self.registry_call(settings["optimizer"].value, "optimizer")
+        schedule = self.registry_call(settings["schedule"].value, "schedule", steps) if "schedule" in settings else ("constant", {})
+        loss = self.function_graph(f"loss_{len(self.procedure.phases)}", data, settings)
+        value = self.eval_in(loss, settings["loss"].value, settings)
+        self.require_scalar(value, settings["loss"].value, "the loss")
+        loss.outputs.append(("loss", value.ref, settings["loss"].span))
+        for _, pattern, pattern_span in freeze:
+            self.check_pattern(pattern, pattern_span)
+        return PhaseSpec(name, loss, data, batch, steps, optimizer, schedule, [(f, p) for f, p, _ in freeze], span)
+
+    def registry_call(self, expr, kind: str, steps: int | None = None) -> tuple:
+        name, args = bind_named_call(self.evaluator(), expr, _registry_signatures(kind), kind)
+        problem = _validate(kind, name, args, steps)
+        if problem:
+            raise SpecError(problem, expr.span)
+        return name, args
+
+    def data_source(self, expr) -> DataSource:
+        if isinstance(expr, ast.Name) and expr.id in self.data_decls:
+            return self.data_decls[expr.id]
+        if isinstance(expr, ast.Name):
+            raise SpecError(f"unknown data `{expr.id}`", expr.span, did_you_mean(expr.id, self.data_decls) or "declare it with `data NAME = generator(...)`")
+        return make_data_source(self.evaluator(), "inline", expr)
+
+    # ---- loss and metric graphs ----
+
+    def function_graph(self, name: str, data: DataSource, settings: dict) -> BlockGraph:
+        graph = BlockGraph(name, self.definition.name, "function", {}, self.definition.span)
+        graph.modules = self.procedure.modules.modules
+        graph.owner = self.procedure.modules
+        self.batches[id(graph)] = BatchValue(graph, data)
+        return graph
+
+    def eval_in(self, graph: BlockGraph, expr, settings: dict):
+        from paperspec.compiler.elaborate import Scope
+
+        scope = Scope({"batch": self.batches[id(graph)]}, parent=self.scope)
+        evaluator = self.evaluator(graph, scope)
+        for stmt in settings.get("lets", []):
+            evaluator.stmt_Assign(stmt)
+        return evaluator.eval(expr)
+
+    def require_scalar(self, value, expr, what: str) -> None:
+        if not isinstance(value, TensorValue) or value.type.rank != 0 or value.type.dtype not in ("f16", "bf16", "f32", "f64"):
+            raise SpecError(f"{what} must be a floating-point scalar, got {describe(value)}", expr.span, "reduce it, e.g. with mean(...)")
+
+    def evaluation(self, stmt: ast.TrainEval) -> EvalSpec:
+        every = self.positive_int(stmt.every, "eval interval")
+        last = self.procedure.phases[-1]
+        data = self.data_source(stmt.data) if stmt.data is not None else last.data
+        graph = self.function_graph("metrics", data, {})
+        settings = {"lets": []}
+        for metric in stmt.metrics:
+            name, expr = self.metric_name(metric), metric.value
+            if name in (n for n, _, _ in graph.outputs):
+                raise SpecError(f"metric `{name}` is listed twice", metric.span, "name one with `name = ...`")
+            if isinstance(expr, ast.Name) and expr.id == "loss" and self.scope.lookup("loss")[0] is False:
+                expr = self._final_loss_expr()
+            value = self.eval_in(graph, expr, settings)
+            self.require_scalar(value, metric.value, f"metric `{name}`")
+            graph.outputs.append((name, value.ref, metric.span))
+        return EvalSpec(every, data, graph, stmt.span)
+
+    def _final_loss_expr(self):
+        for stmt in reversed(self.definition.body):
+            if isinstance(stmt, ast.TrainPhase):
+                found = [s for s in stmt.body if isinstance(s, ast.TrainSetting) and s.key == "loss"]
+                if found:
+                    return found[-1].value
+        return next(s.value for s in self.definition.body if isinstance(s, ast.TrainSetting) and s.key == "loss")
+
+    @staticmethod
+    def metric_name(metric: ast.Metric) -> str:
+        if metric.name:
+            return metric.name
+        value = metric.value
+        if isinstance(value, ast.Name):
+            return value.id
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            return value.func.id
+        raise SpecError("name this metric: `name = expression`", metric.span)
+
+    def check_pattern(self, pattern: tuple, span) -> None:
+        if pattern[0] not in self.procedure.models:
+            raise SpecError(f"`freeze` patterns start with a model of `{self.definition.name}`, got `{pattern[0]}`", span, did_you_mean(pattern[0], self.procedure.models))
+
+
+def make_data_source(evaluator, name: str, expr) -> DataSource:
+    """Binds a generator call and asks the generator for its fields (no data is made)."""
+    from paperspec.runtime.data import get_generator
+
+    generator, args = bind_named_call(evaluator, expr, _registry_signatures("data"), "data generator")
+    definition = get_generator(generator)
+    problem = definition.validate(args)
+    if problem:
+        raise SpecError(problem, expr.span)
+    try:
+        fields = definition.fields(args)
+    except (OSError, ValueError) as error:
+        raise SpecError(f"data `{name}`: {error}", expr.span) from None
+    return DataSource(name if name != "inline" else generator, generator, args, fields, expr.span)
+
+
+def _validate(kind: str, name: str, args: dict, steps: int | None):
+    if kind == "optimizer":
+        from paperspec.runtime.optim import validate
+
+        return validate(name, args)
+    from paperspec.runtime.schedules import validate
+
+    return validate(name, args, steps)
+
+
+def _required_hint(key: str) -> str:
+    examples = {
+        "loss": "e.g. `loss cross_entropy(net(batch.x), batch.y)`",
+        "data": "e.g. `data train_set` after `data train_set = sparse_parity(n = 20, k = 3)`",
+        "steps": "e.g. `steps 1000`",
+        "optimizer": "e.g. `optimizer adamw(lr = 1e-3)`",
+    }
+    return examples[key]
+
+
+def elaborate_procedures(compiler, unit) -> tuple:
+    """All procedures of a spec file in dependency order, and its claims."""
+    from paperspec.compiler.elaborate import BlockElaborator, Scope
+
+    evaluator = BlockElaborator(compiler, unit, None, Scope({}), None, None, [])
+    data_decls = {}
+    for decl in unit.spec.data:
+        if decl.name in data_decls:
+            raise SpecError(f"data `{decl.name}` is declared twice", decl.span)
+        data_decls[decl.name] = make_data_source(evaluator, decl.name, decl.value)
+    done: dict[str, Procedure] = {}
+    for definition in _dependency_order(unit.spec.trains):
+        done[definition.name] = ProcedureElaborator(compiler, unit, definition, done, data_decls).run()
+    claims = [check_claim(decl, done, unit.spec) for decl in unit.spec.expects]
+    return done, claims
+
+
+def _dependency_order(trains: tuple) -> list:
+    by_name = {}
+    for definition in trains:
+        if definition.name in by_name:
+            raise SpecError(f"procedure `{definition.name}` is defined twice", definition.name_span)
+        by_name[definition.name] = definition
+    order, state = [], {}
+
+    def visit(definition) -> None:
+        if state.get(definition.name) == "done":
+            return
+        if state.get(definition.name) == "active":
+            raise SpecError(f"procedure `{definition.name}` depends on itself through `after`", definition.span)
+        state[definition.name] = "active"
+        for name in definition.after:
+            if name not in by_name:
+                raise SpecError(f"unknown procedure `{name}` in `after`", definition.span, did_you_mean(name, by_name))
+            visit(by_name[name])
+        state[definition.name] = "done"
+        order.append(definition)
+
+    for definition in trains:
+        visit(definition)
+    return order
+
+
+def check_claim(decl: ast.ExpectDecl, procedures: dict, spec) -> Claim:
+    """Checks that a claim refers to procedures and metrics that exist."""
+    for path, span in _metric_paths(decl.condition):
+        name = path[0]
+        if name not in procedures:
+            raise SpecError(f"unknown procedure `{name}` in claim", span, did_you_mean(name, procedures))
+        if len(path) != 3 or path[1] not in ("eval", "train"):
+            raise SpecError("a claim names metrics as `procedure.eval.metric` or `procedure.train.loss`", span)
+        known = procedures[name].metric_names() if path[1] == "eval" else ["loss"]
+        if path[2] not in known:
+            raise SpecError(f"procedure `{name}` has no {path[1]} metric `{path[2]}`", span, did_you_mean(path[2], known) or f"metrics: {', '.join(known) or 'none'}")
+    within = None
+    if decl.within is not None:
+        if not isinstance(decl.within, ast.Literal) or not isinstance(decl.within.value, int) or decl.within.value < 1:
+            raise SpecError("`within` needs a positive integer number of steps", decl.within.span)
+        within = decl.within.value
+    lines = _source_lines(spec.path)
+    text = lines[decl.span.line - 1][decl.span.column - 1 :].strip() if lines else "claim"
+    return Claim(decl.condition, within, text, decl.span)
+
+
+def _metric_paths(expr) -> list:
+    if isinstance(expr, ast.Attribute):
+        parts, node = [], expr
+        while isinstance(node, ast.Attribute):
+            parts.append(node.name)
+            node = node.value
+        if isinstance(node, ast.Name):
+            return [(tuple([node.id] + list(reversed(parts))), expr.span)]
+        return []
+    found = []
+    for child in (getattr(expr, name, None) for name in ("left", "right", "operand", "args")):
+        if isinstance(child, tuple):
+            for item in child:
+                found.extend(_metric_paths(item))
+        elif child is not None:
+            found.extend(_metric_paths(child))
+    return found
+
+
+def _source_lines(path: str) -> list:
+    from paperspec.compiler.diagnostics import _SOURCES
+
+    source = _SOURCES.get(path)
+    return source.text.splitlines() if source else []

@@ -1,0 +1,77 @@
+"""Checkpoints: safetensors weights per model plus JSON metadata and training state, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+LATEST = "latest.json"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + f".tmp-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def save_checkpoint(run_dir: Path, step: int, models: dict, state: dict, metadata: dict) -> Path:
+    """Writes `checkpoints/step_NNNNNNN/` (one `<model>.safetensors` per model, `state.pt`,
+    `meta.json`) into a temporary folder, renames it into place, then points `latest.json` at it.
+    A crash at any moment leaves the previous checkpoint valid and `latest.json` pointing at it."""
+    import torch
+    from safetensors.torch import save_model
+
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    staging = root / f".staging-{step:07d}-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    for name, module in models.items():
+        save_model(module, str(staging / f"{name}.safetensors"))
+    torch.save(state, staging / "state.pt")
+    (staging / "meta.json").write_text(json.dumps({"step": step, **metadata}, indent=2, default=str))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    _write_atomic(root / LATEST, json.dumps({"step": step, "path": final.name}).encode())
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint folder `latest.json` names, if it exists and is complete."""
+    pointer = Path(run_dir) / "checkpoints" / LATEST
+    if not pointer.exists():
+        return None
+    folder = pointer.parent / json.loads(pointer.read_text())["path"]
+    return folder if (folder / "meta.json").exists() else None
+
+
+def load_weights(folder: Path, models: dict) -> None:
+    """Loads each model's weights from a checkpoint folder; names the model and file on failure."""
+    from safetensors.torch import load_model
+
+    for name, module in models.items():
+        path = Path(folder) / f"{name}.safetensors"
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {folder} has no weights for model `{name}` ({path.name})")
+        missing, unexpected = load_model(module, str(path), strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"weights in {path} do not fit model `{name}`: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+
+
+def load_state(folder: Path) -> tuple:
+    """(training state, metadata) of a checkpoint folder."""
+    import torch
+
+    state = torch.load(Path(folder) / "state.pt", weights_only=True)
+    metadata = json.loads((Path(folder) / "meta.json").read_text())
+    return state, metadata

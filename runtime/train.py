@@ -1,0 +1,314 @@
+"""The trainer: runs a procedure's phases (data, loss, optimizer, schedule), evaluates and checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import torch
+
+from paperspec.runtime.checkpoint import latest_checkpoint, load_state, load_weights, save_checkpoint
+from paperspec.runtime.data import get_generator
+from paperspec.runtime.optim import build_optimizer
+from paperspec.runtime.schedules import make_scheduler
+
+EVAL_BATCHES = 8
+FINAL = "final"
+
+
+class TrainingError(Exception):
+    """A run that cannot go on: a non-finite loss, missing teacher weights, a bad resume."""
+
+
+@dataclass
+class RunResult:
+    procedure: str
+    run_dir: Path
+    steps: int
+    metrics: dict  # the last evaluation: metric -> value
+    history: list = field(default_factory=list)  # every evaluation: {"step": n, metric: value}
+    train_loss: float = math.nan  # mean training loss over the last 50 steps
+
+
+class Trainer:
+    """Executes one elaborated Procedure of a Spec."""
+
+    def __init__(self, spec, name: str | None = None, device: str = "cpu", out_root: str = "runs",
+                 steps: int | None = None, progress: bool | None = None, teacher_runs: dict | None = None):
+        self.spec = spec
+        self.procedure = spec.procedure(name)
+        self.device = torch.device(device)
+        self.out_root = Path(out_root)
+        self.max_steps = steps
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.teacher_runs = teacher_runs or {}
+        self.history: list = []
+        self.losses: list = []
+
+    # ---- set-up ----
+
+    def build(self) -> None:
+        torch.manual_seed(self.procedure.seed)
+        self.module = self.spec.build_procedure(self.procedure.name).to(self.device)
+        self.models = {name: getattr(self.module, name) for name in self.procedure.models}
+        for module_name, (procedure, model) in self.procedure.teachers.items():
+            self.load_teacher(module_name, procedure, model)
+
+    def load_teacher(self, module_name: str, procedure: str, model: str) -> None:
+        run_dir = self.teacher_runs.get(procedure) or latest_run(self.out_root, self.spec, procedure)
+        folder = latest_checkpoint(run_dir) if run_dir else None
+        if folder is None:
+            raise TrainingError(
+                f"`{self.procedure.name}` needs the trained `{procedure}.{model}`, but no checkpoint of `{procedure}` "
+                f"was found under {self.out_root}; train `{procedure}` first (or run `paperspec reproduce`)"
+            )
+        teacher = getattr(self.module, module_name)
+        load_weights(folder, {model: teacher})
+        teacher.requires_grad_(False)
+        teacher.eval()
+
+    def phase_plan(self) -> list:
+        """(phase, steps to run) after applying a --steps cap, in order."""
+        plan, left = [], self.max_steps
+        for phase in self.procedure.phases:
+            steps = phase.steps if left is None else min(phase.steps, left)
+            plan.append((phase, steps))
+            left = None if left is None else left - steps
+        return [(p, s) for p, s in plan if s > 0]
+
+    def run_dir_for(self, resume: bool) -> Path:
+        if resume:
+            run_dir = latest_run(self.out_root, self.spec, self.procedure.name)
+            if run_dir is None or latest_checkpoint(run_dir) is None:
+                raise TrainingError(f"nothing to resume: no checkpoint of `{self.procedure.name}` under {self.out_root}")
+            return run_dir
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = self.out_root / spec_label(self.spec) / self.procedure.name / stamp
+        suffix = 1
+        while run_dir.exists():
+            run_dir = run_dir.with_name(f"{stamp}-{suffix}")
+            suffix += 1
+        run_dir.mkdir(parents=True)
+        if Path(self.spec.path).is_file():
+            shutil.copyfile(self.spec.path, run_dir / "spec.pspec")
+        return run_dir
+
+    # ---- the loop ----
+
+    def run(self, resume: bool = False) -> RunResult:
+        self.build()
+        self.run_dir = self.run_dir_for(resume)
+        start_step, state = 0, None
+        if resume:
+            folder = latest_checkpoint(self.run_dir)
+            state, meta = load_state(folder)
+            load_weights(folder, self.models)
+            start_step = meta["step"]
+            if "torch_rng" in state:
+                torch.set_rng_state(state["torch_rng"])
+            self.history = [r for r in _read_history(self.run_dir) if r["step"] <= start_step]
+        self.eval_batches = self.make_eval_batches()
+        step = 0
+        with _Progress(self.progress, sum(s for _, s in self.phase_plan()), self.procedure.name) as bar:
+            bar.advance(start_step)
+            for index, (phase, steps) in enumerate(self.phase_plan()):
+                if step + steps <= start_step:
+                    step += steps
+                    continue
+                step = self.run_phase(index, phase, steps, step, start_step, state, bar)
+                state = None
+        metrics = self.history[-1] if self.history and self.history[-1]["step"] == step else self.evaluate(step)
+        self.checkpoint(step, metrics, None)
+        return RunResult(self.procedure.name, self.run_dir, step, metrics, self.history, _mean(self.losses[-50:]))
+
+    def run_phase(self, index: int, phase, steps: int, step: int, start_step: int, state, bar) -> int:
+        self.apply_freezing(phase)
+        named = [(n, p) for name, model in self.models.items() for n, p in model.named_parameters(prefix=name)]
+        optimizer = build_optimizer(phase.optimizer[0], phase.optimizer[1], named)
+        scheduler = make_scheduler(optimizer, phase.schedule[0], phase.schedule[1], phase.steps)
+        sampler = get_generator(phase.data.generator).sampler(phase.data.args)
+        generator = torch.Generator().manual_seed(self.procedure.seed * 1_000_003 + index)
+        done_in_phase = 0
+        if state is not None and state["phase"] == index:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["data_rng"])
+            done_in_phase = start_step - step
+        loss_method = getattr(self.module, phase.loss.name)
+        fields = [spec.name for spec in phase.loss.inputs]
+        self.module.train()
+        self.teachers_eval()
+        for _ in range(done_in_phase, steps):
+            batch = sampler.sample(phase.batch, generator)
+            loss = loss_method(*(batch[f].to(self.device) for f in fields))["loss"]
+            step += 1
+            if not torch.isfinite(loss):
+                last = latest_checkpoint(self.run_dir)
+                raise TrainingError(
+                    f"`{self.procedure.name}`: the loss is {loss.item()} at step {step} (phase `{phase.name}`); "
+                    f"last good checkpoint: {last if last else 'none'}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            self.losses.append(loss.item())
+            bar.update(step, self.losses[-1])
+            self.after_step(step, index, optimizer, scheduler, generator)
+        return step
+
+    def after_step(self, step: int, phase: int, optimizer, scheduler, generator) -> None:
+        evaluation = self.procedure.evaluation
+        metrics = None
+        if evaluation is not None and step % evaluation.every == 0:
+            metrics = self.evaluate(step)
+        every = self.procedure.checkpoint_every
+        if every and step % every == 0:
+            state = {
+                "phase": phase,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "data_rng": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            }
+            self.checkpoint(step, metrics, state)
+
+    def apply_freezing(self, phase) -> None:
+        for name, model in self.models.items():
+            for key, parameter in model.named_parameters(prefix=name):
+                parameter.requires_grad_(is_trainable(key, phase.freeze))
+
+    def teachers_eval(self) -> None:
+        for module_name in self.procedure.teachers:
+            getattr(self.module, module_name).eval()
+
+    # ---- evaluation and checkpoints ----
+
+    def make_eval_batches(self) -> list:
+        evaluation = self.procedure.evaluation
+        if evaluation is None:
+            return []
+        sampler = get_generator(evaluation.data.generator).sampler(evaluation.data.args)
+        generator = torch.Generator().manual_seed(self.procedure.seed * 7_919 + 104_729)
+        size = self.procedure.phases[-1].batch
+        count = EVAL_BATCHES
+        if getattr(sampler, "size", None):
+            count = max(1, min(64, math.ceil(sampler.size / size)))
+        fields = [spec.name for spec in evaluation.metrics.inputs]
+        return [[b[f].to(self.device) for f in fields] for b in (sampler.sample(size, generator) for _ in range(count))]
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict:
+        if self.procedure.evaluation is None:
+            return {"step": step, "train_loss": _mean(self.losses[-50:])}
+        self.module.eval()
+        totals: dict[str, float] = {}
+        for batch in self.eval_batches:
+            for name, value in self.module.metrics(*batch).items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+        self.module.train()
+        self.teachers_eval()
+        record = {"step": step, **{k: v / len(self.eval_batches) for k, v in totals.items()}}
+        record["train_loss"] = _mean(self.losses[-50:])
+        self.history.append(record)
+        _append_history(self.run_dir, record)
+        return record
+
+    def checkpoint(self, step: int, metrics: dict | None, state: dict | None) -> None:
+        metadata = {
+            "spec": self.spec.path,
+            "spec_hash": self.spec.source_hash,
+            "procedure": self.procedure.name,
+            "metrics": metrics or {},
+            "models": {name: getattr(self.procedure.modules.modules[name].graph, "block", name) for name in self.models},
+        }
+        save_checkpoint(self.run_dir, step, self.models, state or {"phase": -1}, metadata)
+
+
+def is_trainable(key: str, rules: list) -> bool:
+    """Applies freeze/unfreeze globs in order; a pattern matches a parameter path or any prefix of it."""
+    parts = key.split(".")
+    trainable = True
+    for freeze, pattern in rules:
+        n = len(pattern)
+        if len(parts) >= n and all(fnmatchcase(part, glob) for part, glob in zip(parts[:n], pattern)):
+            trainable = not freeze
+    return trainable
+
+
+def spec_label(spec) -> str:
+    return spec.name or Path(spec.path).stem
+
+
+def latest_run(out_root: Path, spec, procedure: str) -> Path | None:
+    folder = Path(out_root) / spec_label(spec) / procedure
+    runs = sorted(p for p in folder.glob("*") if p.is_dir()) if folder.exists() else []
+    return runs[-1] if runs else None
+
+
+def _mean(values: list) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _append_history(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    path = run_dir / "metrics.csv"
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(record))
+        if new:
+            writer.writeheader()
+        writer.writerow(record)
+
+
+def _read_history(run_dir: Path) -> list:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class _Progress:
+    """A rich progress bar (step, loss, steps/s, ETA) on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool, total: int, label: str):
+        self.enabled = enabled
+        self.total = total
+        self.label = label
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}"),
+                TextColumn("{task.fields[rate]} steps/s"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.label, total=self.total, loss=math.nan, rate="-")
+            self.started = time.perf_counter()
+        return self
+
+    def advance(self, steps: int) -> None:
+        if self.enabled and steps:
+            self.bar.update(self.task, completed=steps)
+
+    def update(self, step: int, loss: float) -> None:
+        if self.enabled:
+            rate = step / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.update(self.task, completed=step, loss=loss, rate=f"{rate:.0f}")
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
