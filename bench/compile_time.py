@@ -208,11 +208,11 @@ def linear_fit(xs, ys) -> tuple[float, float, float]:
     n = len(xs)
     mean_x, mean_y = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mean_x) ** 2 for x in xs)
-    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
     slope = sxy / sxx
     intercept = mean_y - slope * mean_x
     ss_total = sum((y - mean_y) ** 2 for y in ys)
-    ss_residual = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    ss_residual = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
     return intercept, slope, 1 - ss_residual / ss_total if ss_total else 1.0
 
 

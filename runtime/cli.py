@@ -193,6 +193,80 @@ def _print_result(result) -> None:
     print(f"{result.procedure}: {result.steps} steps, {metrics}  ({result.run_dir})")
 
 
+def cmd_export(args) -> int:
+    from paperspec.compiler.backends.onnx import check_opset, export_spec
+    from paperspec.runtime.onnx import VerificationError, read_weights, verify
+
+    check_opset(args.opset)
+    spec = _load(args.file)
+    params, sizes = _params(args), _sizes(args)
+    module = spec.build(args.model, **params)
+    if args.weights:
+        state = read_weights(args.weights)
+        proto = export_spec(spec, args.model, params, state, args.opset, args.weights)  # checks that they fit
+        module.load_state_dict(state, strict=False)
+    else:
+        proto = export_spec(spec, args.model, params, module.state_dict(), args.opset)
+    _write_onnx(proto, args.output)
+    weights = args.weights or "a fresh initialisation (no --weights)"
+    print(f"wrote {args.output}: opset {args.opset}, {len(proto.graph.node)} nodes, {len(proto.graph.initializer)} initializers, weights from {weights}")
+    if not args.verify:
+        return 0
+    try:
+        report = verify(spec, args.model, params, sizes, module=module, onnx_model=proto)
+    except VerificationError as error:
+        print(error.report.format())
+        return EXIT_SPEC_ERROR
+    print(report.format())
+    return 0
+
+
+def _write_onnx(proto, path: str) -> None:
+    import onnx
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = path + ".tmp"
+    onnx.save(proto, temporary)
+    os.replace(temporary, path)
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from paperspec.runtime.onnx import InputError, OnnxSession
+
+    inputs = {}
+    for item in args.input or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--input expects NAME=FILE.npy, got {item!r}")
+        inputs[name.strip()] = _read_array(path)
+    session = OnnxSession(args.model, ["CPUExecutionProvider"] if args.provider == "cpu" else None)
+    try:
+        outputs = session.run(inputs)
+    except InputError as error:
+        raise CommandError(str(error)) from None
+    print(f"{args.model} on {session.provider}")
+    for name, value in outputs.items():
+        stats = f", mean {value.mean():.4g}, min {value.min():.4g}, max {value.max():.4g}" if value.size and value.dtype.kind in "fiu" else ""
+        print(f"  out {name}: {list(value.shape)} {value.dtype}{stats}")
+    if args.output:
+        np.savez(args.output, **outputs)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _read_array(path: str):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise CommandError(f"no such input file: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise CommandError(f"cannot read {path} as a .npy array: {error}") from None
+
+
 def cmd_ops(args) -> int:
     from paperspec.compiler.ops.base import all_ops
 
@@ -255,6 +329,22 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("file", metavar="FILE")
     run_options(reproduce)
     reproduce.set_defaults(run=cmd_reproduce)
+
+    export = commands.add_parser("export", help="write the model as ONNX (inference semantics)")
+    model_options(export)
+    export.add_argument("--weights", metavar="FILE", help="safetensors weights (default: a fresh initialisation)")
+    export.add_argument("--opset", type=int, default=21, help="ONNX opset (default: 21)")
+    export.add_argument("--verify", action="store_true", help="compare with PyTorch in onnxruntime at two sizes of each dynamic dim")
+    export.add_argument("--size", action="append", metavar="DIM=N", help="example size of a symbolic dim for --verify")
+    export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    export.set_defaults(run=cmd_export)
+
+    run = commands.add_parser("run", help="run an exported .onnx model in onnxruntime")
+    run.add_argument("model", metavar="MODEL.onnx")
+    run.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input as a .npy file")
+    run.add_argument("--provider", choices=["auto", "cpu"], default="auto", help="auto: CUDA when available, else CPU")
+    run.add_argument("-o", "--output", help="write the outputs to this .npz file")
+    run.set_defaults(run=cmd_run)
 
     ops = commands.add_parser("ops", help="list every registered op with its signature")
     ops.set_defaults(run=cmd_ops)

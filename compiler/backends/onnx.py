@@ -71,7 +71,7 @@ def model_metadata(spec, model: str, params: dict, graph: BlockGraph) -> dict:
     """metadata_props: where the model comes from and what it computes."""
     from paperspec import __version__
 
-    inputs = [{"name": s.name, "declared": s.declared, "constraints": [list(map(str, c)) for c in s.constraints]} for s in graph.inputs]
+    inputs = [{"name": s.name, "declared": s.declared, "constraints": [_plain(list(c)) for c in s.constraints]} for s in graph.inputs]
     return {
         "paperspec.version": __version__,
         "paperspec.spec": spec.name or spec.path,
@@ -87,7 +87,7 @@ def model_metadata(spec, model: str, params: dict, graph: BlockGraph) -> dict:
 def _plain(value):
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return getattr(getattr(value, "op", None), "name", None) or str(value)
 

@@ -44,6 +44,17 @@ def canonical_key(key: str, ties: dict) -> str:
     return key
 
 
+def tie_group(key: str, ties: dict) -> list:
+    """The keys sharing one tensor with `key`, the canonical (tied-to) key first."""
+    root = canonical_key(key, ties)
+    return [root] + [k for k in ties if k != root and canonical_key(k, ties) == root]
+
+
+def _present(key: str, state: Mapping, ties: dict) -> str | None:
+    """The key under which `state` holds the tensor of `key` (safetensors keeps one name per tie)."""
+    return next((k for k in tie_group(key, ties) if k in state), None)
+
+
 def expected_shapes(graph: BlockGraph) -> dict:
     """Every state_dict key of the compiled module (parameters, buffers, tied copies) and its shape."""
     return {torch_key(key): tuple(shape) for key, shape in state_shapes(graph, with_buffers=True).items()}
@@ -53,8 +64,7 @@ def check_state(graph: BlockGraph, state: Mapping, source: str) -> None:
     """Raises UsageError naming the model when `state` lacks keys, has foreign ones, or shapes differ."""
     expected = expected_shapes(graph)
     ties = tied_keys(graph)
-    optional = set(ties) | {key for key in expected if key.endswith("num_batches_tracked")}
-    missing = [key for key in expected if key not in state and key not in optional]
+    missing = [key for key in expected if not key.endswith("num_batches_tracked") and _present(key, state, ties) is None]
     unexpected = [key for key in state if key not in expected]
     wrong = [
         f"{key} is {list(np.shape(state[key]))}, expected {list(shape)}"
@@ -84,9 +94,7 @@ def weight_lookup(graph: BlockGraph, state: Mapping) -> Callable[[str], tuple]:
     ties = tied_keys(graph)
 
     def lookup(key: str) -> tuple:
-        name = canonical_key(key, ties)
-        value = state[name] if name in state else state[key]
-        return name, to_numpy(value)
+        return canonical_key(key, ties), to_numpy(state[_present(key, state, ties)])
 
     return lookup
 

@@ -11,7 +11,23 @@ from contextlib import contextmanager
 from paperspec.compiler.dims import Dim, render
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F"}
+# Attributes every nn.Module has: a submodule named like one is shadowed (`self.double` is the
+# method) or breaks the module (`self.training`), so such spec names get a suffix too.
+NN_MODULE_ATTRIBUTES = {
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
+    "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer",
+    "get_extra_state", "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia",
+    "named_buffers", "named_children", "named_modules", "named_parameters", "parameters",
+    "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+    "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "set_extra_state",
+    "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train", "training", "type", "xpu",
+    "zero_grad",
+}
+RESERVED = (
+    set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F"} | NN_MODULE_ATTRIBUTES
+)
 
 
 class CodeWriter:

@@ -102,6 +102,17 @@ def _conv_module(module: str):
     return constructor
 
 
+def _window_attributes(c) -> dict:
+    """ONNX attributes of a sliding window; pads list every dim's start, then every dim's end."""
+    d = c.derived
+    return {"kernel_shape": list(d["kernel"]), "strides": list(d["stride"]), "pads": list(d["padding"]) * 2}
+
+
+def _conv_onnx(c):
+    inputs = [c["x"], c.weight("weight")] + ([c.weight("bias")] if c.values["bias"] else [])
+    return c.node("Conv", inputs, dilations=list(c.derived["dilation"]), group=c.values["groups"], **_window_attributes(c))
+
+
 def _conv_params(c):
     weight = (c["channels"], c.derived["in_channels"] // c["groups"]) + c.derived["kernel"]
     return {"weight": weight, "bias": (c["channels"],)} if c["bias"] else {"weight": weight}
@@ -119,6 +130,7 @@ for _name, _spatial_dims, _kind, _layout in (("conv1d", 1, "int", "[N, C, L]"), 
         category="layer",
         torch_module=_conv_module(f"Conv{_spatial_dims}d"),
         parameters=_conv_params,
+        onnx=_conv_onnx,
     )
 
 # ---- pooling ----
@@ -130,7 +142,7 @@ def _pool(op: str, spatial: int):
         require_float(x, op)
         require_rank(x, op, (spatial + 2,))
         window = _spatial(call, op, ("kernel", "stride", "padding"), spatial)
-        for kernel, padding in zip(window["kernel"], window["padding"]):
+        for kernel, padding in zip(window["kernel"], window["padding"], strict=True):
             if 2 * padding > kernel:
                 raise ShapeError(
                     f"`padding` of {op} must be at most half the kernel, got padding {padding} for kernel {kernel}",
@@ -155,11 +167,17 @@ def _pool_torch(function: str):
     return lower
 
 
-for _name, _spatial_dims, _kind, _what, _layout in (
-    ("max_pool1d", 1, "int", "maximum", "[N, C, L]"),
-    ("max_pool2d", 2, "ints", "maximum", "[N, C, H, W]"),
-    ("avg_pool1d", 1, "int", "average", "[N, C, L]"),
-    ("avg_pool2d", 2, "ints", "average", "[N, C, H, W]"),
+def _pool_onnx(op_type: str):
+    # torch's avg_pool counts the zero padding in each window's size by default
+    extra = {"count_include_pad": 1} if op_type == "AveragePool" else {}
+    return lambda c: c.node(op_type, [c["x"]], **extra, **_window_attributes(c))
+
+
+for _name, _spatial_dims, _kind, _what, _layout, _onnx in (
+    ("max_pool1d", 1, "int", "maximum", "[N, C, L]", "MaxPool"),
+    ("max_pool2d", 2, "ints", "maximum", "[N, C, H, W]", "MaxPool"),
+    ("avg_pool1d", 1, "int", "average", "[N, C, L]", "AveragePool"),
+    ("avg_pool2d", 2, "ints", "average", "[N, C, H, W]", "AveragePool"),
 ):
     register(
         _name,
@@ -168,4 +186,5 @@ for _name, _spatial_dims, _kind, _what, _layout in (
         _pool_torch(_name),
         f"{_what} over {_spatial_dims}-d windows of {_layout}; stride defaults to the kernel (F.{_name})",
         category="pooling",
+        onnx=_pool_onnx(_onnx),
     )

@@ -334,11 +334,12 @@ def _attention_onnx(c):
     rank, heads = c.values["q"].rank, c.values["heads"]
     split = c.const([0] * (rank - 1) + [heads, -1], "i64")  # Reshape's 0 keeps a dim, so T may vary
 
-    def by_heads(name: str) -> str:
-        return c.node("Transpose", [c.node("Reshape", [c[name], split])], perm=_swap(rank + 1, -3, -2))
+    def by_heads(name: str, perm: list) -> str:
+        return c.node("Transpose", [c.node("Reshape", [c[name], split])], perm=perm)
 
-    q, k, v = by_heads("q"), by_heads("k"), by_heads("v")
-    keys = c.node("Transpose", [k], perm=_swap(rank + 1, -2, -1))
+    heads_first = _swap(rank + 1, -3, -2)  # [..., T, h, d] -> [..., h, T, d]
+    q, v = by_heads("q", heads_first), by_heads("v", heads_first)
+    keys = by_heads("k", heads_first[:-3] + [rank - 1, rank, rank - 2])  # -> [..., h, d, T]
     scores = c.node("Mul", [c.node("MatMul", [q, keys]), _attention_scale(c)])
     if c.values["causal"]:
         mask = c.node("Trilu", [c.fill(c.node("Shape", [scores], start=-2), True, "bool")], upper=0)
@@ -376,11 +377,8 @@ def _mlp(call):
 
 
 def _mlp_layers(c) -> list:
-    layers = [("linear", c.derived["in_features"], c["hidden"]), ("act",)]
-    if c["dropout"] > 0:
-        layers.append(("dropout",))
-    layers.append(("linear", c["hidden"], c.derived["out_features"]))
-    return layers
+    # The dropout layer is always there (identity at p = 0) so state_dict keys do not depend on p.
+    return [("linear", c.derived["in_features"], c["hidden"]), ("act",), ("dropout",), ("linear", c["hidden"], c.derived["out_features"])]
 
 
 def _mlp_module(c):
@@ -421,7 +419,7 @@ register(
     "x: tensor, hidden: int, out: int? = none, act: fn = 'gelu', bias: bool = true, dropout: float = 0.0",
     _mlp,
     lambda c: f"{c.module}({c['x']})",
-    "two-layer perceptron on the last dim: linear, act, [dropout], linear (nn.Sequential)",
+    "two-layer perceptron on the last dim: linear, act, dropout, linear (nn.Sequential: keys 0.* and 3.*)",
     category="layer",
     torch_module=_mlp_module,
     parameters=_mlp_params,

@@ -420,7 +420,7 @@ def _reduction_torch(method: str):
 def _reduction_onnx(op: str):
     def lower(c):
         dims, rank = c.values["dim"], c.values["x"].rank
-        inputs = [c["x"]]
+        inputs = [c.cast(c["x"], c.values["x"].dtype, c.out_types[0].dtype)]  # bool and i32 sums are i64
         if dims is not None:
             dims = (dims,) if isinstance(dims, int) else dims
             inputs.append(c.const([normalize_axis(d, rank) for d in dims], "i64"))

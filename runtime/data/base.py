@@ -134,6 +134,11 @@ def task_rng(seed: int, salt: str) -> np.random.Generator:
     return np.random.default_rng([seed, *salt.encode()])
 
 
+def seed_problem(args: dict) -> str | None:
+    """Task seeds seed numpy streams, which take only non-negative integers."""
+    return None if args["seed"] >= 0 else f"seed must be >= 0, got {args['seed']}"
+
+
 def as_tensors(arrays: dict, fields: dict) -> dict:
     """Numpy arrays -> CPU tensors with the dtypes their fields declare."""
     import torch

@@ -6,7 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperspec.compiler.dims import FloorDiv, Sym, add, dims_equal, floordiv, is_dim, mul, render, substitute
+from paperspec.compiler.dims import (
+    FloorDiv,
+    Sym,
+    add,
+    dims_equal,
+    floordiv,
+    is_dim,
+    mul,
+    render,
+    substitute,
+)
 
 B, T, D = Sym.symbol("B"), Sym.symbol("T"), Sym.symbol("D")
 
@@ -23,7 +33,7 @@ B, T, D = Sym.symbol("B"), Sym.symbol("T"), Sym.symbol("D")
         (lambda: B * (T + D), lambda: D * B + T * B),
         (lambda: 3 * T - T, lambda: T + T),
         (lambda: T - (1 - T), lambda: 2 * T - 1),
-        (lambda: -(-T), lambda: T),
+        (lambda: -(T * -1), lambda: T),
         (lambda: add(T, B), lambda: add(B, T)),
         (lambda: mul(T, 4), lambda: T * 2 * 2),
     ],

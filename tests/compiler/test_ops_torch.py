@@ -85,7 +85,7 @@ LAYER_CASES = [
         "mlp",
         f"{X}; out y = mlp(x, hidden = 16)",
         lambda m, x: m["y"](x),
-        {"y": lambda: nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))},
+        {"y": lambda: nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Dropout(0.0), nn.Linear(16, 8))},
     ),
     Case(
         "mlp_options",
@@ -349,7 +349,7 @@ def test_op_matches_torch(case: Case) -> None:
         expected = as_tuple(case.reference(layers, *inputs) if case.layers else case.reference(*inputs))
         static = [graph.type_of(ref).substitute(sizes) for _, ref, _ in graph.outputs]
         assert len(actual) == len(expected) == len(static)
-        for got, want, inferred in zip(actual, expected, static):
+        for got, want, inferred in zip(actual, expected, static, strict=True):
             assert inferred.shape == tuple(got.shape), f"inferred {inferred} but the module gave {tuple(got.shape)} at {sizes}"
             assert getattr(torch, DTYPES[inferred.dtype]) == got.dtype
             torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
