@@ -195,6 +195,21 @@ def percent(result: dict) -> str:
     return f"{result['paired'] * 100:+.1f}% [{result['low'] * 100:+.1f}, {result['high'] * 100:+.1f}]"
 
 
+def measure_row(label, mode, step, compiled, hand, tokens, targets, seconds: float, target: bool):
+    """One table row (and whether it meets the target) from an interleaved run."""
+    samples = interleaved(step, compiled, hand, tokens, targets, seconds)
+    wall, cpu = summarize(samples, "wall"), summarize(samples, "cpu")
+    met = wall["paired"] <= TARGET_OVERHEAD
+    row = [
+        label, mode, torch.get_num_threads(), wall["pairs"],
+        f"{wall['hand'] * 1e3:.2f}", f"{wall['compiled'] * 1e3:.2f}",
+        f"{wall['overhead'] * 100:+.1f}%", percent(wall), percent(cpu),
+        verdict(met) if target else "(informative)",
+    ]
+    print(row, flush=True)
+    return row, met
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per row")
@@ -207,23 +222,24 @@ def main() -> None:
     rows, target_rows = [], []
     for name, params, batch, length, counts in CONFIGS:
         compiled, hand, tokens, targets = build_pair(params, batch, length)
+        label = f"{name}: " + ", ".join(f"{k}={v}" for k, v in params.items() if k != "ctx") + f"; batch {batch} × T {length}"
+        seconds = args.seconds if counts else args.seconds / 4
         for threads in thread_counts if counts else thread_counts[:1]:
             torch.set_num_threads(threads)
             for mode, step in (("forward + backward", training_step), ("forward (inference)", inference_step)):
-                samples = interleaved(step, compiled, hand, tokens, targets, args.seconds if counts else args.seconds / 4)
-                wall, cpu = summarize(samples, "wall"), summarize(samples, "cpu")
                 target = counts and mode == "forward + backward"
-                met = wall["paired"] <= TARGET_OVERHEAD
+                row, met = measure_row(label, mode, step, compiled, hand, tokens, targets, seconds, target)
+                rows.append(row)
                 if target:
                     target_rows.append(met)
-                config = ", ".join(f"{k}={v}" for k, v in params.items() if k != "ctx") + f"; batch {batch} × T {length}"
-                rows.append([
-                    f"{name}: {config}", mode, threads, wall["pairs"],
-                    f"{wall['hand'] * 1e3:.2f}", f"{wall['compiled'] * 1e3:.2f}",
-                    f"{wall['overhead'] * 100:+.1f}%", percent(wall), percent(cpu),
-                    verdict(met) if target else "(informative)",
-                ])
-                print(rows[-1], flush=True)
+        if counts:
+            # A/A: the hand-written model against an identical copy shows how much of a difference is noise.
+            twin = HandGPT(**params)
+            twin.load_state_dict(hand.state_dict())
+            torch.set_num_threads(thread_counts[0])
+            row, _ = measure_row(f"A/A noise check: hand-written vs its copy ({name})", "forward + backward",
+                                 training_step, twin, hand, tokens, targets, seconds, False)
+            rows.append(row)
     headers = ["config", "step", "threads", "pairs", "hand-written (ms)", "compiled (ms)", "ratio of medians − 1",
                "overhead: paired median [95% CI]", "same, CPU time", "target ≤ 3%"]
     section = "\n".join([
@@ -244,7 +260,8 @@ def main() -> None:
         "compiled / hand-written − 1, with a bootstrap 95% interval: pairing cancels drift in the machine's",
         "load, which the plain ratio of medians (shown too) does not. The CPU-time column is the same statistic",
         "over process CPU time, which leaves out time other processes held the core. Target: overhead ≤ 3%",
-        "(paired, wall clock) for the mid-size training step.",
+        "(paired, wall clock) for the mid-size training step. The A/A row times the hand-written model against",
+        "an identical copy of itself (the copy in the \"compiled\" column): what it shows is measurement noise.",
         "",
         table(headers, rows),
         "",

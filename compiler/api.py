@@ -10,6 +10,7 @@ from paperspec.compiler.backends import torch as torch_backend
 from paperspec.compiler.diagnostics import SpecError, UsageError, did_you_mean
 from paperspec.compiler.elaborate import CompilationUnit, Compiler
 from paperspec.compiler.ir import BlockGraph, count_parameters
+from paperspec.compiler.passes.cse import eliminate_common_subexpressions
 from paperspec.compiler.passes.unused import eliminate_dead_code, unused_values
 from paperspec.compiler.passes.validate import validate
 
@@ -65,6 +66,7 @@ class Spec:
             graph = self.compiler.elaborate_model(self.unit, model, params)
             self._warnings[key] = unused_values(graph)
             eliminate_dead_code(graph)
+            eliminate_common_subexpressions(graph)
             problems = validate(graph)
             assert not problems, "invalid IR: " + "; ".join(problems)
             self._graphs[key] = graph
@@ -116,6 +118,8 @@ class Spec:
         functions = [phase.loss for phase in procedure.phases]
         if procedure.evaluation is not None:
             functions.append(procedure.evaluation.metrics)
+        for graph in functions:
+            eliminate_common_subexpressions(graph)
         return torch_backend.generate_procedure(procedure.modules, functions, self.path)
 
     def build_procedure(self, name: str | None = None):

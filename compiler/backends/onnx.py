@@ -33,22 +33,29 @@ def export_graph(
     """The model `graph` as ONNX, with initializers from `state` (a state_dict or safetensors dict)."""
     check_opset(opset)
     check_state(graph, state, source)
-    builder = GraphBuilder(opset, weight_lookup(graph, state), symbol_sources(graph))
+    builder = GraphBuilder(opset, weight_lookup(graph, state))
     values = {ValueRef(spec.node): spec.name for spec in graph.inputs}
-    results = BlockLowering(builder, "", lambda name: torch_key(name)).run(graph, values)
-    outputs = []
-    for (name, ref, span), value in zip(graph.outputs, results):
-        if name in values.values():
-            raise SpecError(f"output `{name}` has the name of an input; ONNX needs distinct names", span)
-        builder.nodes.append(helper.make_node("Identity", [value], [name], name=builder.unique(f"outputs/{name}")))
-        outputs.append(value_info(name, graph.type_of(ref)))
+    outputs = _name_outputs(builder, graph, BlockLowering(builder, "", torch_key).run(graph, values))
     inputs = [value_info(spec.name, spec.type) for spec in graph.inputs]
     proto = helper.make_graph(builder.nodes, graph.block, inputs, outputs, list(builder.initializers.values()))
     model = helper.make_model(proto, opset_imports=[helper.make_opsetid("", opset)], producer_name="paperspec")
+    model.producer_version = (metadata or {}).get("paperspec.version", "")
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     helper.set_model_props(model, dict(metadata or {}))
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _name_outputs(builder: GraphBuilder, graph: BlockGraph, results: list) -> list:
+    """Identity nodes giving the output values the spec's output names; their value infos."""
+    inputs = {spec.name for spec in graph.inputs}
+    outputs = []
+    for (name, ref, span), value in zip(graph.outputs, results, strict=True):
+        if name in inputs:
+            raise SpecError(f"output `{name}` has the name of an input; ONNX needs distinct names", span)
+        builder.nodes.append(helper.make_node("Identity", [value], [name], name=builder.unique(f"outputs/{name}")))
+        outputs.append(value_info(name, graph.type_of(ref)))
+    return outputs
 
 
 def value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
@@ -57,13 +64,13 @@ def value_info(name: str, tensor_type) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], shape)
 
 
-def symbol_sources(graph: BlockGraph) -> dict:
-    """Symbolic dim name -> (input name, axis) of the first model input that declares it alone."""
+def symbol_sources(graph: BlockGraph, values: dict) -> dict:
+    """Symbolic dim name -> (value name, axis) of the first input of `graph` that is that size."""
     sources: dict = {}
     for spec in graph.inputs:
         for axis, dim in enumerate(spec.type.shape):
             if isinstance(dim, Sym) and len(dim.terms) == 1 and dim.terms[0][1] == 1 and len(dim.terms[0][0]) == 1:
-                sources.setdefault(dim.terms[0][0][0], (spec.name, axis))
+                sources.setdefault(dim.terms[0][0][0], (values[ValueRef(spec.node)], axis))
     return sources
 
 
@@ -106,13 +113,15 @@ def export_spec(spec, model: str | None = None, params: dict | None = None, stat
 class BlockLowering:
     """Lowers one block graph; `modules` maps the block's submodule names to state_dict paths."""
 
-    def __init__(self, builder: GraphBuilder, path: str, modules: Callable[[str], str]):
+    def __init__(self, builder: GraphBuilder, path: str, modules: Callable[[str], str], symbols: dict | None = None):
         self.builder = builder
         self.path = path  # scope of this block's ops without a submodule, e.g. `layers.0.attn`
         self.modules = modules
+        self.symbols = dict(symbols or {})  # a repeat body reads sizes as the block around it does
 
     def run(self, graph: BlockGraph, values: dict) -> list:
         """Emits the graph's nodes; `values` maps its input refs to ONNX names. Returns output names."""
+        self.symbols.update(symbol_sources(graph, values))
         for node in graph.nodes():
             if node.op == "input":
                 continue
@@ -132,7 +141,7 @@ class BlockLowering:
     def lower_call(self, node: Node, values: dict) -> None:
         child = node.derived["graph"]
         path = self.modules(node.module)
-        inputs = {ValueRef(spec.node): values[ref] for spec, ref in zip(child.inputs, node.args["inputs"])}
+        inputs = {ValueRef(spec.node): values[ref] for spec, ref in zip(child.inputs, node.args["inputs"], strict=True)}
         lowering = BlockLowering(self.builder, path, lambda name: f"{path}.{torch_key(name)}")
         for i, value in enumerate(lowering.run(child, inputs)):
             values[ValueRef(node.id, i)] = value
@@ -141,10 +150,10 @@ class BlockLowering:
         """Unrolled: each iteration is lowered with its own scope (`layers.0`, `layers.1`, ...)."""
         info = node.derived["repeat"]
         carried = [values[ref] for ref in node.args["carried"]]
-        free = {name: values[ref] for name, ref in zip(info.free, node.args["free"])}
+        free = {name: values[ref] for name, ref in zip(info.free, node.args["free"], strict=True)}
         base = self.modules(node.module) if node.module else None
         for i, body in enumerate(info.bodies):
-            inputs = {ValueRef(spec.node): value for spec, value in zip(body.inputs, carried)}
+            inputs = {ValueRef(spec.node): value for spec, value in zip(body.inputs[: len(carried)], carried, strict=True)}
             inputs.update({ValueRef(spec.node): free[spec.name] for spec in body.inputs[len(carried):]})
             carried = self.iteration(info.mode, body, f"{base}.{i}" if base else None, i).run(body, inputs)
         for i, value in enumerate(carried):
@@ -152,13 +161,13 @@ class BlockLowering:
 
     def iteration(self, mode: str, body: BlockGraph, item: str | None, index: int) -> BlockLowering:
         if mode == "body":
-            return BlockLowering(self.builder, item, lambda name: f"{item}.{torch_key(name)}")
+            return BlockLowering(self.builder, item, lambda name: f"{item}.{torch_key(name)}", self.symbols)
         own = next(iter(body.modules), None) if mode == "single" else None
 
         def modules(name: str) -> str:
             return item if name == own else self.modules(name)
 
-        return BlockLowering(self.builder, item or self.scope(f"repeat.{index}"), modules)
+        return BlockLowering(self.builder, item or self.scope(f"repeat.{index}"), modules, self.symbols)
 
     def lower_op(self, node: Node, values: dict) -> None:
         opdef = get_op(node.op)
@@ -173,9 +182,8 @@ class BlockLowering:
             elif isinstance(value, tuple) and value and all(isinstance(v, ValueRef) for v in value):
                 inputs[name] = tuple(values[v] for v in value)
         module = self.modules(node.module) if node.module else None
-        call = OnnxCall(
-            self.builder, inputs, dict(node.call.args), node.derived, node.types, module or self.scope(identifier(node.op)), module, node.call
-        )
+        scope = module or self.scope(identifier(node.op))
+        call = OnnxCall(self.builder, inputs, dict(node.call.args), node.derived, node.types, scope, module, node.call, self.symbols)
         results = opdef.onnx(call)
         results = [results] if isinstance(results, str) else list(results)
         assert len(results) == len(node.types), f"{node.op} lowering gave {len(results)} outputs for {len(node.types)}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
@@ -23,14 +23,16 @@ NUMPY_DTYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": 
 
 
 class GraphBuilder:
-    """Collects the nodes and initializers of one ONNX graph; every name it hands out is unique."""
+    """Collects the nodes and initializers of one ONNX graph; every name it hands out is unique.
 
-    def __init__(self, opset: int, weights: Callable[[str], tuple], symbols: dict):
+    Symbolic dims are read from value shapes through `symbols`: dim name -> (value name, axis),
+    one mapping per block, since every block names its symbolic sizes itself."""
+
+    def __init__(self, opset: int, weights: Callable[[str], tuple]):
         self.opset = opset
         self.nodes: list[NodeProto] = []
         self.initializers: dict[str, TensorProto] = {}
         self._weights = weights  # state_dict key -> (initializer name, numpy array)
-        self._symbols = symbols  # symbolic dim name -> (graph input name, axis)
         self._taken: set[str] = set()
         self._constants: dict[tuple, str] = {}
         self._dims: dict[tuple, str] = {}
@@ -68,21 +70,21 @@ class GraphBuilder:
             self.initializers[name] = numpy_helper.from_array(array, name)
         return name
 
-    def dim(self, dim: Dim) -> str:
+    def dim(self, dim: Dim, symbols: dict) -> str:
         """An int64 tensor of shape [1] holding a dim, read from the inputs' shapes when symbolic."""
         if isinstance(dim, int):
             return self.constant([dim], "i64")
-        key = ("dim", dim)
+        key = ("dim", dim, tuple(sorted((name, symbols.get(name)) for name in dim.atoms())))
         if key not in self._dims:
             total = None
             for monomial, coefficient in dim.terms:
-                term = self._monomial(monomial, coefficient, str(dim))
+                term = self._monomial(monomial, coefficient, str(dim), symbols)
                 total = term if total is None else self.node("Add", [total, term], f"dims/{dim}")[0]
             self._dims[key] = total
         return self._dims[key]
 
-    def _monomial(self, monomial: tuple, coefficient: int, scope: str) -> str:
-        factors = [self._atom(atom) for atom in monomial]
+    def _monomial(self, monomial: tuple, coefficient: int, scope: str, symbols: dict) -> str:
+        factors = [self._atom(atom, symbols) for atom in monomial]
         if coefficient != 1 or not factors:
             factors.append(self.constant([coefficient], "i64"))
         product = factors[0]
@@ -90,27 +92,28 @@ class GraphBuilder:
             product = self.node("Mul", [product, factor], f"dims/{scope}")[0]
         return product
 
-    def _atom(self, atom) -> str:
+    def _atom(self, atom, symbols: dict) -> str:
         if isinstance(atom, FloorDiv):
             divisor = self.constant([atom.divisor], "i64")
-            return self.node("Div", [self.dim(atom.numerator), divisor], f"dims/{atom}")[0]
-        key = ("symbol", atom)
+            return self.node("Div", [self.dim(atom.numerator, symbols), divisor], f"dims/{atom}")[0]
+        assert atom in symbols, f"symbolic dim {atom} is not the size of any input of its block"
+        key = ("shape", *symbols[atom])
         if key not in self._dims:
-            source, axis = self._symbols[atom]
+            source, axis = symbols[atom]
             self._dims[key] = self.node("Shape", [source], f"dims/{atom}", start=axis, end=axis + 1)[0]
         return self._dims[key]
 
-    def scalar_dim(self, dim: Dim) -> str:
+    def scalar_dim(self, dim: Dim, symbols: dict) -> str:
         """A 0-d int64 tensor holding a dim."""
         if isinstance(dim, int):
             return self.constant(dim, "i64")
-        key = ("scalar", dim)
+        key = ("scalar", self.dim(dim, symbols))
         if key not in self._dims:
             axes = self.constant([0], "i64")
-            self._dims[key] = self.node("Squeeze", [self.dim(dim), axes], f"dims/{dim}")[0]
+            self._dims[key] = self.node("Squeeze", [self.dim(dim, symbols), axes], f"dims/{dim}")[0]
         return self._dims[key]
 
-    def dims(self, dims, wildcard: bool = False) -> str:
+    def dims(self, dims, symbols: dict, wildcard: bool = False) -> str:
         """A 1-D int64 tensor of dims; with `wildcard` the first symbolic dim becomes -1 (Reshape)."""
         dims = list(dims)
         if wildcard:
@@ -127,7 +130,7 @@ class GraphBuilder:
             if run:
                 pieces.append(self.constant(run, "i64"))
                 run = []
-            pieces.append(self.dim(d))
+            pieces.append(self.dim(d, symbols))
         if run:
             pieces.append(self.constant(run, "i64"))
         return pieces[0] if len(pieces) == 1 else self.node("Concat", pieces, "dims/shape", axis=0)[0]
@@ -145,6 +148,7 @@ class OnnxCall:
     scope: str  # prefix of the node names, e.g. `layers.0.attn.qkv`
     module: str | None  # state_dict prefix of the op's submodule
     call: object = None  # the OpCall the shape rule saw
+    symbols: dict = field(default_factory=dict)  # the block's symbolic dims -> (value name, axis)
 
     def __getitem__(self, name: str):
         return self.inputs[name]
@@ -166,13 +170,13 @@ class OnnxCall:
         return self.builder.weight(f"{self.module}.{name}")
 
     def dim(self, dim: Dim) -> str:
-        return self.builder.dim(dim)
+        return self.builder.dim(dim, self.symbols)
 
     def scalar_dim(self, dim: Dim) -> str:
-        return self.builder.scalar_dim(dim)
+        return self.builder.scalar_dim(dim, self.symbols)
 
     def dims(self, dims, wildcard: bool = False) -> str:
-        return self.builder.dims(dims, wildcard)
+        return self.builder.dims(dims, self.symbols, wildcard)
 
     def cast(self, value: str, source: str, target: str) -> str:
         return value if source == target else self.node("Cast", [value], to=ONNX_DTYPES[target])
@@ -196,7 +200,7 @@ class OnnxCall:
         opdef = get_op(op)
         values = {arg.name: arg.default for arg in opdef.signature[1:]}
         values["x"] = x_type
-        sub = OnnxCall(self.builder, {"x": x}, values, {}, [x_type], f"{self.scope}.{op}", None)
+        sub = OnnxCall(self.builder, {"x": x}, values, {}, [x_type], f"{self.scope}.{op}", None, symbols=self.symbols)
         return opdef.onnx(sub)
 
 

@@ -189,12 +189,16 @@ def _softplus_onnx(c):
     return c.node("Div", [scaled, c.const(beta, dtype)])
 
 
+def _unary_onnx(op_type: str):
+    return lambda c: c.node(op_type, [c["x"]])
+
+
 ACTIVATIONS_ONNX = {
-    "relu": lambda c: c.node("Relu", [c["x"]]),
+    "relu": _unary_onnx("Relu"),
     "gelu": _gelu_onnx,
     "silu": lambda c: c.node("Mul", [c["x"], c.node("Sigmoid", [c["x"]])]),
-    "tanh": lambda c: c.node("Tanh", [c["x"]]),
-    "sigmoid": lambda c: c.node("Sigmoid", [c["x"]]),
+    "tanh": _unary_onnx("Tanh"),
+    "sigmoid": _unary_onnx("Sigmoid"),
     "softplus": _softplus_onnx,
 }
 
@@ -217,7 +221,7 @@ for _name, (_template, _doc) in MATH.items():
         lambda c, t=_template: t.format(x=c["x"]),
         _doc,
         category="arithmetic",
-        onnx=lambda c, op=_name.capitalize(): c.node(op, [c["x"]]),
+        onnx=_unary_onnx(_name.capitalize()),
     )
 
 

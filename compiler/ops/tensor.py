@@ -112,7 +112,7 @@ def _einsum(call):
 
 def _einsum_onnx(c):
     dtype = c.out_types[0].dtype
-    operands = [c.cast(name, t.dtype, dtype) for name, t in zip(c["operands"], c.values["operands"])]
+    operands = [c.cast(name, t.dtype, dtype) for name, t in zip(c["operands"], c.values["operands"], strict=True)]
     return c.node("Einsum", operands, equation=c.values["equation"].replace(" ", ""))
 
 
@@ -311,7 +311,7 @@ def _join(name: str, new_axis: bool):
 def _join_onnx(new_axis: bool):
     def lower(c):
         dtype, rank = c.out_types[0].dtype, c.out_types[0].rank
-        parts = [c.cast(name, t.dtype, dtype) for name, t in zip(c["xs"], c.values["xs"])]
+        parts = [c.cast(name, t.dtype, dtype) for name, t in zip(c["xs"], c.values["xs"], strict=True)]
         axis = normalize_axis(c.values["dim"], rank)
         if new_axis:
             parts = [c.node("Unsqueeze", [part, c.const([axis], "i64")]) for part in parts]

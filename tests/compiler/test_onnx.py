@@ -14,10 +14,19 @@ from onnx.reference import ReferenceEvaluator
 
 import paperspec
 from paperspec.compiler.backends.onnx import export_spec
+from paperspec.compiler.ir import walk
 from paperspec.compiler.ops import base as op_registry
 from paperspec.runtime.cli import main
 from paperspec.runtime.inputs import example_inputs
-from paperspec.runtime.onnx import InputError, OnnxSession, VerificationError, export, save_weights, size_sets, verify
+from paperspec.runtime.onnx import (
+    InputError,
+    OnnxSession,
+    VerificationError,
+    export,
+    save_weights,
+    size_sets,
+    verify,
+)
 
 SPECS = os.path.join(os.path.dirname(__file__), "..", "..", "specs")
 SIZES = {"B": 2, "T": 5, "S": 3, "D": 6, "L": 9, "H": 7, "W": 6}
@@ -50,6 +59,7 @@ OP_CASES = [
     ("attention_scale", f"{QKV}; out attention(q, k, v, scale = 0.5)"),
     ("attention_symbolic_width", "in q: f32[B, T, D]; in k: f32[B, T, D]; in v: f32[B, T, D]; out attention(q, k, v, causal = true)"),
     ("attention_rank_2", "in q: f32[T, 8]; in k: f32[T, 8]; in v: f32[T, 8]; out attention(q, k, v, heads = 2)"),
+    ("attention_leading_dims", "in q: f32[B, S, T, 8]; in k: f32[B, S, T, 8]; in v: f32[B, S, T, 8]; out attention(q, k, v, heads = 2, causal = true)"),
     ("relu", f"{X}; out relu(x)"),
     ("gelu", f"{X}; out gelu(x)"),
     ("gelu_tanh", f'{X}; out gelu(x, approximate = "tanh")'),
@@ -93,7 +103,8 @@ OP_CASES = [
     ("index", f"{X}; out x[:, -1]; out x[.., 0]; out x[:, none]; out x[::2, 1:T - 1, 1:7:3]"),
     ("index_symbolic", f"{X}; out x[0, T - 2, 2:]; out x[:, :-1]"),
     ("conv", f"{SEQ}; h = conv1d(x, 6, 3, stride = 2, padding = 1, dilation = 2, groups = 2); out max_pool1d(relu(h), 2)"),
-    ("conv2d", f"{IMG}; h = conv2d(x, 4, [3, 2], padding = [1, 0]); out avg_pool2d(h, 3, stride = 2, padding = 1)"),
+    ("conv2d", f"{IMG}; h = conv2d(x, 4, [3, 2], padding = [1, 0]); out avg_pool2d(h, 3, stride = 2, padding = 1); out max_pool2d(h, [3, 2])"),
+    ("avg_pool1d", f"{SEQ}; out avg_pool1d(x, 4, stride = 1, padding = 2)"),
 ]
 
 # Lowerings that depend on the opset: Gelu (20) and RMSNormalization (23) are composed below them.
@@ -127,7 +138,7 @@ def check_reference_evaluator(spec, proto: onnx.ModelProto, module, model: str |
             expected = module(*inputs.values())
         expected = expected if isinstance(expected, tuple) else (expected,)
         got = evaluator.run(None, {name: value.numpy() for name, value in inputs.items()})
-        for value, want in zip(got, expected):
+        for value, want in zip(got, expected, strict=True):
             want = want.numpy()
             assert value.shape == want.shape and value.dtype == want.dtype
             np.testing.assert_allclose(value, want, rtol=1e-4, atol=1e-4)
@@ -144,6 +155,14 @@ def test_op_matches_pytorch(case):
     report = verify(spec, sizes=SIZES, module=module, onnx_model=proto)
     assert len(report.checks) == 2 * len(spec.graph().outputs)
     check_reference_evaluator(spec, proto, module)
+
+
+def test_every_model_op_has_a_lowering_and_a_case():
+    families = {f"paperspec.compiler.ops.{family}" for family in ("nn", "tensor", "elementwise", "conv")}
+    ops = {name: op for name, op in op_registry.all_ops().items() if op.infer.__module__ in families}
+    assert [name for name, op in ops.items() if op.onnx is None and not op.not_exportable] == []
+    covered = {node.op for name, body in OP_CASES for graph in walk(model_spec(name, body).graph()) for node in graph.nodes()}
+    assert {name for name, op in ops.items() if op.onnx is not None} - covered == set()
 
 
 @pytest.mark.parametrize("name, opset", OPSET_CASES, ids=[f"{name}-opset{opset}" for name, opset in OPSET_CASES])
@@ -163,12 +182,41 @@ def spec_models() -> list:
 @pytest.mark.parametrize("path, model", spec_models(), ids=lambda value: os.path.basename(value) if value.endswith(".pspec") else value)
 def test_spec_models_export_and_match(path, model):
     spec = paperspec.load(path)
-    module = randomize(spec.build(model))
+    torch.manual_seed(0)
+    module = spec.build(model).eval()  # default init: N(0, 1) weights would blow activations up to ~1e3
     proto = export_spec(spec, model, state=module.state_dict())
     onnx.checker.check_model(proto, full_check=True)
     report = verify(spec, model, sizes=SIZES, module=module, onnx_model=proto)
     assert {tuple(check.sizes.values()) for check in report.checks}.__len__() == 2
     check_reference_evaluator(spec, proto, module, model)
+
+
+BLOCKS = """
+block Pos(d: int) {
+  in x: f32[B, T, d]
+  out x + position_embedding(T, 16, d)
+}
+block Twice(d: int) {
+  in x: f32[B, T, d]
+  repeat 2 { x = Pos(d)(x) + arange(T, dtype = "f32")[:, none] }
+  out reshape(x, [B * T, d])
+}
+model M() {
+  in a: f32[B, N, 8]
+  in b: f32[N, 3, 8]
+  out p = Twice(8)(a)
+  out q = Pos(8)(b)
+}
+"""
+
+
+def test_blocks_read_their_own_symbolic_sizes_from_their_inputs():
+    spec = paperspec.loads(BLOCKS, "<blocks>")
+    module = randomize(spec.build())
+    proto = export_spec(spec, state=module.state_dict())
+    verify(spec, sizes={"B": 2, "N": 5}, module=module, onnx_model=proto)
+    check_reference_evaluator(spec, proto, module)
+    assert {"p.repeat.0.position_embedding/Gather", "p.repeat.1.position_embedding/Gather"} <= {n.name for n in proto.graph.node}
 
 
 def test_initializers_are_state_dict_keys_and_ties_are_exported_once():
