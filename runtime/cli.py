@@ -267,6 +267,19 @@ def _read_array(path: str):
         raise CommandError(f"cannot read {path} as a .npy array: {error}") from None
 
 
+def cmd_plot(args) -> int:
+    from paperspec.runtime.plot import plot_run
+
+    if not os.path.isdir(args.run_dir):
+        raise CommandError(f"no such run folder: {args.run_dir}")
+    try:
+        path = plot_run(args.run_dir, args.output)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        raise CommandError(str(error)) from None
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_ops(args) -> int:
     from paperspec.compiler.ops.base import all_ops
 
@@ -345,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--provider", choices=["auto", "cpu"], default="auto", help="auto: CUDA when available, else CPU")
     run.add_argument("-o", "--output", help="write the outputs to this .npz file")
     run.set_defaults(run=cmd_run)
+
+    plot = commands.add_parser("plot", help="write a run's loss and metric curves as a PNG")
+    plot.add_argument("run_dir", metavar="RUN", help="a run folder, runs/<spec>/<procedure>/<time>")
+    plot.add_argument("-o", "--output", help="PNG to write (default: RUN/metrics.png)")
+    plot.set_defaults(run=cmd_plot)
 
     ops = commands.add_parser("ops", help="list every registered op with its signature")
     ops.set_defaults(run=cmd_ops)

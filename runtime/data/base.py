@@ -13,8 +13,6 @@ from paperspec.compiler.ops.base import parse_signature
 if TYPE_CHECKING:
     import torch
 
-FIELD_DTYPES = ("f32", "i64", "bool")
-
 
 @dataclass(frozen=True)
 class Field:

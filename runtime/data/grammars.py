@@ -54,7 +54,7 @@ def sample_documents(grammar: Grammar, count: int, rng: np.random.Generator) -> 
     """`count` derivations from the start symbol, expanded level by level, as token arrays."""
     symbols = np.zeros(count, dtype=np.int64)
     owner = np.arange(count)
-    for table, counts in zip(grammar.tables, grammar.rule_counts):
+    for table, counts in zip(grammar.tables, grammar.rule_counts, strict=True):
         rules = (rng.random(len(symbols)) * counts[symbols]).astype(np.int64)  # uniform per symbol
         children = table[symbols, rules]
         keep = children >= 0
@@ -70,7 +70,7 @@ def pack_documents(grammar: Grammar, batch_size: int, length: int, rng: np.rando
     tokens = np.zeros((batch_size, length), dtype=np.int64)
     filled = np.zeros(batch_size, dtype=np.int64)
     while (short := np.flatnonzero(filled < length)).size:
-        for row, document in zip(short, sample_documents(grammar, len(short), rng)):
+        for row, document in zip(short, sample_documents(grammar, len(short), rng), strict=True):
             piece = np.concatenate(([SEPARATOR], document))[: length - filled[row]]
             tokens[row, filled[row] : filled[row] + len(piece)] = piece
             filled[row] += len(piece)

@@ -84,7 +84,7 @@ def test_matches_torch_optimizer(name, args, reference):
     ours, theirs = toy_model(), toy_model()
     got = train(ours, build_optimizer(name, args, list(ours.named_parameters())))
     expected = train(theirs, reference(theirs))
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, atol=1e-7, rtol=0)
 
 
@@ -94,7 +94,7 @@ def lion_reference(model: nn.Module, lr: float, beta1: float, beta2: float, weig
     for _ in range(STEPS):
         grads = torch.autograd.grad(toy_loss(model), params)
         with torch.no_grad():
-            for p, m, g in zip(params, momenta, grads):
+            for p, m, g in zip(params, momenta, grads, strict=True):
                 update = torch.sign(beta1 * m + (1 - beta1) * g)
                 p -= lr * (update + weight_decay * p)  # the paper's form of decoupled decay
                 m.copy_(beta2 * m + (1 - beta2) * g)
@@ -108,7 +108,7 @@ def test_lion_matches_hand_written_update():
     assert isinstance(optimizer, optim.Lion) and isinstance(optimizer, torch.optim.Optimizer)
     got = train(ours, optimizer)
     # 1e-6: the reference folds decay into the update, so results differ by an ulp or two.
-    for a, b in zip(got, lion_reference(theirs, **settings)):
+    for a, b in zip(got, lion_reference(theirs, **settings), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
@@ -205,7 +205,7 @@ def test_lion_state_survives_a_checkpoint():
     restored = build_optimizer("lion", {"lr": 1e-2}, list(copy.named_parameters()))
     # A deep copy, as saving and loading would make: load_state_dict keeps matching tensors shared.
     restored.load_state_dict(copy_module.deepcopy(optimizer.state_dict()))
-    for a, b in zip(train(model, optimizer), train(copy, restored)):
+    for a, b in zip(train(model, optimizer), train(copy, restored), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
