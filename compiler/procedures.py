@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from paperspec.compiler import ast
@@ -347,6 +348,9 @@ def make_data_source(evaluator, name: str, expr) -> DataSource:
     from paperspec.runtime.data import get_generator
 
     generator, args = bind_named_call(evaluator, expr, _registry_signatures("data"), "data generator")
+    if isinstance(args.get("path"), str) and not os.path.isabs(args["path"]):
+        # File data is found next to the spec that names it, wherever paperspec runs from.
+        args["path"] = os.path.join(os.path.dirname(os.path.abspath(expr.span.path)), args["path"])
     definition = get_generator(generator)
     problem = definition.validate(args)
     if problem:
