@@ -254,6 +254,16 @@ class TrainPhase:
 
 
 @dataclass(frozen=True)
+class TrainFor:
+    """`for ckpt in teacher.checkpoints { phase { ... } }`: phases repeated per list item."""
+
+    name: str
+    iterable: Expr
+    body: tuple
+    span: Span
+
+
+@dataclass(frozen=True)
 class TrainDef:
     name: str
     after: tuple  # names of procedures this one uses

@@ -157,6 +157,10 @@ class ExpressionEvaluator:
         value = self.eval(expr.value)
         if isinstance(value, tuple):
             return self._index_constant(expr, value)
+        if hasattr(value, "index_with"):
+            if len(expr.subscripts) != 1 or isinstance(expr.subscripts[0], (ast.Slice, ast.EllipsisExpr)):
+                raise SpecError(f"{describe(value)} takes one index", expr.span)
+            return value.index_with(self.eval(expr.subscripts[0]), expr.span)
         if not isinstance(value, TensorValue):
             raise SpecError(f"cannot index {describe(value)}", expr.value.span)
         items = tuple(self._subscript(item) for item in expr.subscripts)

@@ -256,6 +256,10 @@ class _AstBuilder(Transformer):
         name, value = children
         return ast.Metric(str(name), value, self.span(meta))
 
+    def train_for(self, meta, children):
+        name, iterable, body = children
+        return ast.TrainFor(str(name), iterable, body, self.span(meta))
+
     def train_phase(self, meta, children):
         name, body = children
         return ast.TrainPhase(str(name) if name is not None else None, body, self.span(meta))

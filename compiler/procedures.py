@@ -36,6 +36,7 @@ class PhaseSpec:
     schedule: tuple  # (name, args)
     freeze: list  # (freeze: bool, pattern parts)
     span: object
+    teacher_steps: dict = field(default_factory=dict)  # teacher submodule -> checkpoint step (None: final)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Procedure:
     modules: BlockGraph  # the procedure's models (and teachers) as submodules
     models: list = field(default_factory=list)  # names of the models it trains
     teachers: dict = field(default_factory=dict)  # submodule -> (procedure, model)
+    emas: dict = field(default_factory=dict)  # EMA model -> (the model it averages, decay)
     phases: list = field(default_factory=list)
     evaluation: EvalSpec | None = None
     checkpoint_every: int | None = None
@@ -104,13 +106,36 @@ class BatchValue:
 
 @dataclass(frozen=True)
 class ProcedureValue:
-    """Another procedure named in `after`: its trained models, as `teacher.net`."""
+    """Another procedure named in `after`: its trained models as `teacher.net`, the steps of its
+    checkpoints as `teacher.checkpoints`, and a model at one of them as `teacher[step].net`."""
 
     procedure: Procedure
     elaborator: object
+    step: int | None = None  # None: the final weights
 
     def attribute(self, name: str, span):
-        return self.elaborator.teacher_instance(self.procedure, name, span)
+        if name == "checkpoints" and self.step is None:
+            return checkpoint_steps(self.procedure)
+        return self.elaborator.teacher_instance(self.procedure, name, span, self.step)
+
+    def index_with(self, step, span):
+        steps = checkpoint_steps(self.procedure)
+        if step not in steps:
+            raise SpecError(
+                f"procedure `{self.procedure.name}` saves no checkpoint at step {step!r}",
+                span,
+                f"its checkpoints: {', '.join(str(s) for s in steps)}",
+            )
+        return ProcedureValue(self.procedure, self.elaborator, step)
+
+
+def checkpoint_steps(procedure: Procedure) -> tuple:
+    """The steps at which a procedure's checkpoints are saved: every N steps, and the last."""
+    every, total = procedure.checkpoint_every, procedure.steps
+    steps = list(range(every, total + 1, every)) if every else []
+    if not steps or steps[-1] != total:
+        steps.append(total)
+    return tuple(steps)
 
 
 def _registry_signatures(kind: str) -> dict:
@@ -148,6 +173,7 @@ class ProcedureElaborator:
         self.scope = self._scope()
         self.declared: dict[str, Instance] = {}
         self.batches: dict = {}  # id of a loss or metric graph -> its `batch`
+        self.teacher_steps: dict = {}  # teacher submodule -> checkpoint used by the phase being built
 
     def _scope(self):
         from paperspec.compiler.elaborate import Scope
@@ -170,7 +196,9 @@ class ProcedureElaborator:
         settings, phases, freeze = {}, [], []
         for stmt in self.definition.body:
             if isinstance(stmt, ast.TrainPhase):
-                phases.append(stmt)
+                phases.append((stmt, {}))
+            elif isinstance(stmt, ast.TrainFor):
+                phases.extend(self.expand_for(stmt))
             elif isinstance(stmt, ast.TrainEval):
                 settings["eval"] = stmt
             elif isinstance(stmt, ast.TrainCheckpoint):
@@ -178,18 +206,26 @@ class ProcedureElaborator:
             else:
                 self.setting(stmt, settings, freeze)
         self.procedure.seed = self.int_setting(settings.get("seed"), DEFAULTS["seed"], "seed", minimum=0)
-        for index, phase in enumerate(phases or [None]):
+        for index, (phase, bindings) in enumerate(phases or [(None, {})]):
             own, own_freeze = dict(settings), list(freeze)
             if phase is not None:
                 for stmt in phase.body:
-                    if isinstance(stmt, (ast.TrainPhase, ast.TrainEval, ast.TrainCheckpoint, ast.TrainModel)):
+                    if isinstance(stmt, (ast.TrainPhase, ast.TrainEval, ast.TrainCheckpoint, ast.TrainModel, ast.TrainFor)):
                         raise SpecError("a phase may set data, loss, optimizer, schedule, steps, batch and freezing only", stmt.span)
                     self.setting(stmt, own, own_freeze)
             name = (phase.name if phase and phase.name else f"phase{index}") if phases else "main"
-            self.procedure.phases.append(self.phase(name, own, own_freeze, phase.span if phase else self.definition.span))
+            self.scope.values.update(bindings)
+            self.teacher_steps = {}
+            spec = self.phase(name, own, own_freeze, phase.span if phase else self.definition.span)
+            spec.teacher_steps = self.teacher_steps
+            self.procedure.phases.append(spec)
+            for key in bindings:
+                del self.scope.values[key]
         if "eval" in settings:
+            self.teacher_steps = {}
             self.procedure.evaluation = self.evaluation(settings["eval"])
-        unused = [m for m in self.procedure.models if self.declared[m].graph is None]
+        self.attach_emas()
+        unused = [m for m in self.procedure.models if self.declared[m].graph is None and m not in self.procedure.emas]
         if unused:
             raise SpecError(f"model `{unused[0]}` is never used by a loss", self.declared[unused[0]].span)
         return self.procedure
@@ -208,9 +244,55 @@ class ProcedureElaborator:
         else:
             raise SpecError("this statement cannot appear in a training procedure", stmt.span)
 
+    def expand_for(self, stmt: ast.TrainFor) -> list:
+        """Phases of a `for` loop, each with the loop variable bound to one item."""
+        items = self.evaluator().eval(stmt.iterable)
+        if not isinstance(items, tuple):
+            raise SpecError(f"`for` needs a list, e.g. `teacher.checkpoints`, got {describe(items)}", stmt.iterable.span)
+        phases = []
+        for item in items:
+            for inner in stmt.body:
+                if not isinstance(inner, ast.TrainPhase):
+                    raise SpecError("the body of a `for` in a procedure holds `phase { ... }` blocks", inner.span)
+                phases.append((inner, {stmt.name: item}))
+        return phases
+
+    def declare_ema(self, stmt: ast.TrainModel) -> None:
+        """`model avg = ema(net, decay = 0.999)`: an exponential moving average of `net`'s weights."""
+        call = stmt.value
+        if len(call.args) != 1 or not isinstance(call.args[0], ast.Name) or call.args[0].id not in self.declared:
+            raise SpecError("`ema` takes a model of this procedure, e.g. `ema(net, decay = 0.999)`", call.span)
+        decay = 0.999
+        for keyword in call.keywords:
+            if keyword.name != "decay":
+                raise SpecError(f"`ema` has no argument `{keyword.name}`", keyword.span, "arguments: decay")
+            decay = self.evaluator().eval(keyword.value)
+            if not isinstance(decay, (int, float)) or isinstance(decay, bool) or not 0.0 <= decay < 1.0:
+                raise SpecError(f"`decay` of ema must be in [0, 1), got {describe(decay)}", keyword.value.span)
+        source = self.declared[call.args[0].id]
+        instance = Instance(source.block, dict(source.args), stmt.span, module=stmt.name, owner=self.procedure.modules)
+        self.declared[stmt.name] = instance
+        self.procedure.models.append(stmt.name)
+        self.procedure.emas[stmt.name] = (call.args[0].id, float(decay))
+        self.scope.set(stmt.name, instance)
+
+    def attach_emas(self) -> None:
+        for name, (source, _) in self.procedure.emas.items():
+            instance, averaged = self.declared[name], self.declared[source]
+            if averaged.graph is None:
+                raise SpecError(f"`{name}` averages `{source}`, which no loss uses", instance.span)
+            if instance.graph is None:
+                from paperspec.compiler.ir import ModuleSpec
+
+                instance.graph = averaged.graph
+                self.procedure.modules.modules[name] = ModuleSpec(name, "block", instance.span, graph=averaged.graph)
+
     def declare_model(self, stmt: ast.TrainModel) -> None:
         if stmt.name in self.declared or stmt.name in self.scope.values:
             raise SpecError(f"`{stmt.name}` is already defined in `{self.definition.name}`", stmt.span)
+        if isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "ema":
+            self.declare_ema(stmt)
+            return
         value = self.evaluator().eval(stmt.value)
         if isinstance(value, BlockValue):
             value = self.evaluator().instantiate(value, [], {}, stmt.value, [], {})
@@ -222,8 +304,11 @@ class ProcedureElaborator:
         self.procedure.models.append(stmt.name)
         self.scope.set(stmt.name, value)
 
-    def teacher_instance(self, procedure: Procedure, model: str, span) -> Instance:
+    def teacher_instance(self, procedure: Procedure, model: str, span, step: int | None = None) -> Instance:
         module = f"{procedure.name}_{model}"
+        previous = self.teacher_steps.setdefault(module, step)
+        if previous != step:
+            raise SpecError(f"one phase can use `{procedure.name}.{model}` at one checkpoint only", span)
         if module not in self.declared:
             spec = procedure.modules.modules.get(model)
             if spec is None or model not in procedure.models:

@@ -58,10 +58,15 @@ class Trainer:
         torch.manual_seed(self.procedure.seed)
         self.module = self.spec.build_procedure(self.procedure.name).to(self.device)
         self.models = {name: getattr(self.module, name) for name in self.procedure.models}
+        self.trained = {n: m for n, m in self.models.items() if n not in self.procedure.emas}
+        for name, (source, _) in self.procedure.emas.items():
+            self.models[name].load_state_dict(self.models[source].state_dict())
+            self.models[name].requires_grad_(False)
         for module_name, (procedure, model) in self.procedure.teachers.items():
             self.load_teacher(module_name, procedure, model)
 
-    def load_teacher(self, module_name: str, procedure: str, model: str) -> None:
+    def load_teacher(self, module_name: str, procedure: str, model: str, step: int | None = None) -> None:
+        """Loads a teacher's weights: its final checkpoint, or the one saved at `step`."""
         run_dir = self.teacher_runs.get(procedure) or latest_run(self.out_root, self.spec, procedure)
         folder = latest_checkpoint(run_dir) if run_dir else None
         if folder is None:
@@ -69,6 +74,10 @@ class Trainer:
                 f"`{self.procedure.name}` needs the trained `{procedure}.{model}`, but no checkpoint of `{procedure}` "
                 f"was found under {self.out_root}; train `{procedure}` first (or run `paperspec reproduce`)"
             )
+        if step is not None:
+            folder = folder.parent / f"step_{step:07d}"
+            if not folder.is_dir():
+                raise TrainingError(f"`{procedure}` has no checkpoint at step {step} in {run_dir}")
         teacher = getattr(self.module, module_name)
         load_weights(folder, {model: teacher})
         teacher.requires_grad_(False)
@@ -130,7 +139,10 @@ class Trainer:
 
     def run_phase(self, index: int, phase, steps: int, step: int, start_step: int, state, bar) -> int:
         self.apply_freezing(phase)
-        named = [(n, p) for name, model in self.models.items() for n, p in model.named_parameters(prefix=name)]
+        for module_name, teacher_step in phase.teacher_steps.items():
+            if teacher_step is not None:
+                self.load_teacher(module_name, *self.procedure.teachers[module_name], teacher_step)
+        named = [(n, p) for name, model in self.trained.items() for n, p in model.named_parameters(prefix=name)]
         optimizer = build_optimizer(phase.optimizer[0], phase.optimizer[1], named)
         scheduler = make_scheduler(optimizer, phase.schedule[0], phase.schedule[1], phase.steps)
         sampler = get_generator(phase.data.generator).sampler(phase.data.args)
@@ -159,6 +171,7 @@ class Trainer:
             loss.backward()
             optimizer.step()
             scheduler.step()
+            self.update_emas()
             self.losses.append(loss.item())
             bar.update(step, self.losses[-1])
             self.after_step(step, index, optimizer, scheduler, generator)
@@ -180,8 +193,17 @@ class Trainer:
             }
             self.checkpoint(step, metrics, state)
 
+    @torch.no_grad()
+    def update_emas(self) -> None:
+        for name, (source, decay) in self.procedure.emas.items():
+            average, model = self.models[name], self.models[source]
+            for kept, current in zip(average.parameters(), model.parameters()):
+                kept.lerp_(current, 1.0 - decay)
+            for kept, current in zip(average.buffers(), model.buffers()):
+                kept.copy_(current)
+
     def apply_freezing(self, phase) -> None:
-        for name, model in self.models.items():
+        for name, model in self.trained.items():
             for key, parameter in model.named_parameters(prefix=name):
                 parameter.requires_grad_(is_trainable(key, phase.freeze))
 
