@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from paperspec.compiler.diagnostics import Span
 
@@ -107,7 +106,7 @@ class Attribute:
     span: Span
 
 
-Expr = Union[Name, Literal, ListExpr, TupleExpr, BinaryOp, Compare, UnaryOp, Conditional, Call, Index, Attribute]
+Expr = Name | Literal | ListExpr | TupleExpr | BinaryOp | Compare | UnaryOp | Conditional | Call | Index | Attribute
 
 # ---- types ----
 
@@ -179,7 +178,7 @@ class If:
     span: Span
 
 
-Stmt = Union[InputDecl, OutputDecl, Assign, ParamDecl, Tie, Repeat, If]
+Stmt = InputDecl | OutputDecl | Assign | ParamDecl | Tie | Repeat | If
 
 # ---- training procedures ----
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -17,7 +16,7 @@ class FloorDiv:
         return f"({self.numerator}) // {self.divisor}"
 
 
-Atom = Union[str, FloorDiv]
+Atom = str | FloorDiv
 Monomial = tuple  # sorted tuple of atoms, repeats allowed
 
 
@@ -85,7 +84,7 @@ class Sym:
         return render(self, str)
 
 
-Dim = Union[int, Sym]
+Dim = int | Sym
 
 
 def _terms(value: Dim) -> dict:

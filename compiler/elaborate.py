@@ -11,7 +11,14 @@ from paperspec.compiler.diagnostics import SpecError, UsageError, did_you_mean
 from paperspec.compiler.dims import Sym, is_dim, substitute
 from paperspec.compiler.expressions import ExpressionEvaluator, check_kind
 from paperspec.compiler.initializers import evaluate_init
-from paperspec.compiler.ir import BlockGraph, InputSpec, ModuleSpec, RepeatInfo, ValueRef, state_shapes
+from paperspec.compiler.ir import (
+    BlockGraph,
+    InputSpec,
+    ModuleSpec,
+    RepeatInfo,
+    ValueRef,
+    state_shapes,
+)
 from paperspec.compiler.ops.base import Arg
 from paperspec.compiler.parser import parse, parse_file
 from paperspec.compiler.types import DTYPES, TensorType

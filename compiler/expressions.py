@@ -10,7 +10,14 @@ from paperspec.compiler.dims import Sym, is_dim
 from paperspec.compiler.dims import floordiv as dim_floordiv
 from paperspec.compiler.ir import ValueRef
 from paperspec.compiler.ops.base import OpCall, OpDef, ShapeError, all_ops, get_op, types_of
-from paperspec.compiler.values import BlockValue, Instance, OpValue, TensorValue, describe, is_compile_time
+from paperspec.compiler.values import (
+    BlockValue,
+    Instance,
+    OpValue,
+    TensorValue,
+    describe,
+    is_compile_time,
+)
 
 TENSOR_BINARY_OPS = {
     "+": "add",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import ast as python_ast
 
-from paperspec.compiler.backends.pysource import CodeWriter, identifier, literal, operand, render_dim
+from paperspec.compiler.backends.pysource import (
+    CodeWriter,
+    identifier,
+    literal,
+    operand,
+    render_dim,
+)
 from paperspec.compiler.dims import Sym
 from paperspec.compiler.initializers import torch_init
 from paperspec.compiler.ir import BlockGraph, ModuleSpec, ValueRef, walk
