@@ -197,8 +197,15 @@ def _load_builtin_ops() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from paperspec.compiler.ops import conv, elementwise, losses, nn, tensor  # noqa: F401  (they register on import)
+    import importlib
+    import pkgutil
 
+    from paperspec.compiler import ops
+
+    # Every module of this package registers its ops on import; a new op family is a new file.
+    for module in pkgutil.iter_modules(ops.__path__):
+        if module.name not in ("base", "shapes") and not module.name.startswith("onnx"):
+            importlib.import_module(f"paperspec.compiler.ops.{module.name}")
     _load_entry_point_ops()
 
 
