@@ -9,7 +9,15 @@ from paperspec.compiler.diagnostics import SpecError, did_you_mean
 from paperspec.compiler.dims import Sym, is_dim
 from paperspec.compiler.dims import floordiv as dim_floordiv
 from paperspec.compiler.ir import ValueRef
-from paperspec.compiler.ops.base import OpCall, OpDef, ShapeError, all_ops, get_op, types_of
+from paperspec.compiler.ops.base import (
+    ModuleRef,
+    OpCall,
+    OpDef,
+    ShapeError,
+    all_ops,
+    get_op,
+    types_of,
+)
 from paperspec.compiler.values import (
     BlockValue,
     Instance,
@@ -251,15 +259,48 @@ class ExpressionEvaluator:
         bound, spans = bind_arguments(opdef, args, keywords, expr, arg_spans, keyword_spans)
         call = OpCall(opdef.name, {name: _type_view(value) for name, value in bound.items()})
         try:
+            self.apply_block_args(opdef, call, bound, spans, expr)
             types = types_of(opdef.infer(call))
         except ShapeError as error:
             raise SpecError(error.message, spans.get(error.arg, expr.span), error.hint) from None
         node_args = {name: _ref_view(value) for name, value in bound.items()}
+        self.check_input_grads(opdef, node_args, spans)
         node = self.graph.add_node(opdef.name, node_args, types, expr.span, derived=call.derived, call=call)
         if opdef.has_module:
             self.add_op_module(node, hint or opdef.name)
         values = [TensorValue(ValueRef(node.id, i), t) for i, t in enumerate(types)]
         return values[0] if len(values) == 1 and not call.derived.get("tuple_output") else tuple(values)
+
+
+    def apply_block_args(self, opdef: OpDef, call: OpCall, bound: dict, spans: dict, expr) -> None:
+        """Elaborates each block instance an op calls, on the input types the op gives it; the
+        block's output types go to the shape rule as `call.derived[<arg>_outputs]`."""
+        if opdef.block_inputs is None:
+            return
+        from paperspec.compiler.elaborate import bind_call_dims
+
+        for name, types in opdef.block_inputs(call).items():
+            instance = bound[name]
+            try:
+                graph = self.compiler.elaborate_block(instance.block, instance.args, list(types), expr.span, [spans[name]] * len(types))
+            except SpecError as error:
+                error.notes.append(f"in `{instance.block.definition.name}` as called by `{opdef.name}` at {expr.span}")
+                raise
+            self.attach_instance(instance, graph, expr)
+            mapping = bind_call_dims(graph, list(types))
+            call.derived[f"{name}_outputs"] = [graph.type_of(ref).substitute(mapping) for _, ref, _ in graph.outputs]
+            bound[name] = ModuleRef(instance.module)
+            call.args[name] = ModuleRef(instance.module)
+
+    def check_input_grads(self, opdef: OpDef, node_args: dict, spans: dict) -> None:
+        """Derivatives with respect to a tensor need that tensor to be an input of the graph."""
+        for name in opdef.input_grads:
+            ref = node_args[name]
+            if self.graph.node(ref.node).op != "input":
+                raise SpecError(
+                    f"`{opdef.name}` differentiates with respect to `{name}`, which must be an input such as `batch.x`",
+                    spans[name],
+                )
 
 
 def bind_arguments(opdef: OpDef, args: list, keywords: dict, expr, arg_spans: list, keyword_spans: dict):
@@ -337,6 +378,8 @@ def check_kind(owner: str, arg, value, span):
         value = value.op.name if isinstance(value, OpValue) else value
     elif kind == "any":
         ok = is_compile_time(value) or isinstance(value, (TensorValue, tuple))
+    elif kind == "block":
+        ok = isinstance(value, Instance)
     if not ok:
         from paperspec.compiler.ops.base import ARG_KINDS
 

@@ -14,7 +14,7 @@ from paperspec.compiler.backends.pysource import (
 from paperspec.compiler.dims import Sym
 from paperspec.compiler.initializers import torch_init
 from paperspec.compiler.ir import BlockGraph, ModuleSpec, ValueRef, walk
-from paperspec.compiler.ops.base import TorchCall, get_op
+from paperspec.compiler.ops.base import ModuleRef, TorchCall, get_op
 from paperspec.compiler.ops.tensor import TORCH_DTYPES
 
 CHECK_HELPER = '''
@@ -243,6 +243,9 @@ class FunctionEmitter:
         with out.indent():
             body = CodeWriter()
             body.level = out.level
+            for name in self.differentiated_inputs():
+                # Derivatives with respect to an input need it as a leaf that records its uses.
+                body.line(f"{name} = {name}.detach().requires_grad_(True)")
             self.emit_nodes(body)
             outputs = [self.expressions[ref] for _, ref, _ in graph.outputs]
             if as_dict:
@@ -257,6 +260,16 @@ class FunctionEmitter:
                 out.line(f"{identifier(name)} = {self.symbol_sources[name]}")
             out.lines.extend(checks.lines)
             out.lines.extend(body.lines)
+
+    def differentiated_inputs(self) -> list:
+        names = []
+        for node in self.graph.nodes():
+            opdef = get_op(node.op)
+            for arg in opdef.input_grads if opdef else ():
+                name = self.expressions.get(node.args[arg])
+                if name is not None and name not in names:
+                    names.append(name)
+        return names
 
     def emit_checks(self, checks: CodeWriter) -> None:
         """Input checks of a model: check_input calls first, then checks between dims."""
@@ -304,6 +317,8 @@ class FunctionEmitter:
         for name, value in node.args.items():
             if isinstance(value, ValueRef):
                 rendered[name] = self.expressions[value]
+            elif isinstance(value, ModuleRef):
+                rendered[name] = self.module_access(value.name)
             elif isinstance(value, tuple) and value and all(isinstance(v, ValueRef) for v in value):
                 rendered[name] = "[" + ", ".join(self.expressions[v] for v in value) + "]"
             else:

@@ -24,6 +24,7 @@ ARG_KINDS = {
     "ints": "an integer or a list of integers",
     "fn": "an activation op such as gelu",
     "any": "a value",
+    "block": "a block instance such as `Cell(d)`",
 }
 
 
@@ -54,6 +55,13 @@ def _show_default(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class ModuleRef:
+    """A block instance passed to an op: the submodule the op calls."""
+
+    name: str
 
 
 class ShapeError(Exception):
@@ -109,6 +117,9 @@ class OpDef:
     onnx: Callable | None = None
     not_exportable: str | None = None
     stochastic: bool = False  # behaves differently in training (dropout)
+    # For ops taking `block` arguments: arg name -> the input types the op applies that block to.
+    block_inputs: Callable[[OpCall], dict] | None = None
+    input_grads: tuple = ()  # tensor args that must be graph inputs requiring grad (derivatives)
 
     @property
     def has_module(self) -> bool:

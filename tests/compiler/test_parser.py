@@ -442,7 +442,7 @@ def test_positional_after_keyword_is_a_spec_error():
         ("model M() {\n  in x f32[B]\n}\n", 2, 8, "unexpected `f32`"),
         ("model M(d) {\n  out x\n}\n", 1, 10, "unexpected `)`"),
         ("module M() {\n  out x\n}\n", 1, 1, "unexpected `module`"),
-        ("model M() {\n  e = 'single'\n}\n", 2, 7, "unexpected character \"'\""),
+        ("model M() {\n  e = `tick`\n}\n", 2, 7, "unexpected character '`'"),
         ("model M() {\n  e = x ! y\n}\n", 2, 9, "unexpected character '!'"),
     ],
 )

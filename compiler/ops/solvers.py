@@ -1,0 +1,174 @@
+"""Ops that call a block repeatedly: fixed points (deep equilibrium models) and ODE solves."""
+
+from __future__ import annotations
+
+from paperspec.compiler.ops.base import ShapeError, register
+from paperspec.compiler.ops.shapes import require_float
+from paperspec.compiler.types import TensorType
+
+_FIXED_POINT_HELPER = '''
+def _anderson(step, z0, tol: float, max_iter: int, memory: int = 5):
+    """Anderson acceleration for z = step(z); returns (z, relative residual, iterations)."""
+    shape, flat = z0.shape, z0.reshape(z0.shape[0], -1)
+    xs, fs = [flat], [step(z0).reshape(flat.shape)]
+    residual = float("inf")
+    for k in range(1, max_iter + 1):
+        m = min(len(xs), memory)
+        g = torch.stack([fs[-i] - xs[-i] for i in range(1, m + 1)], dim=1)
+        gram = g @ g.transpose(1, 2) + 1e-6 * torch.eye(m, dtype=g.dtype, device=g.device)
+        alpha = torch.linalg.solve(gram, torch.ones(g.shape[0], m, 1, dtype=g.dtype, device=g.device))
+        alpha = alpha / alpha.sum(dim=1, keepdim=True)
+        candidates = torch.stack([fs[-i] for i in range(1, m + 1)], dim=1)
+        x = (alpha * candidates).sum(dim=1)
+        f = step(x.reshape(shape)).reshape(flat.shape)
+        residual = ((f - x).norm() / (f.norm() + 1e-9)).item()
+        xs.append(x)
+        fs.append(f)
+        if residual < tol:
+            return f.reshape(shape), residual, k
+    return fs[-1].reshape(shape), residual, max_iter
+
+
+def _iterate(step, z0, tol: float, max_iter: int):
+    """Plain fixed-point iteration z <- step(z); returns (z, relative residual, iterations)."""
+    z, residual = z0, float("inf")
+    for k in range(1, max_iter + 1):
+        following = step(z)
+        residual = ((following - z).norm() / (following.norm() + 1e-9)).item()
+        z = following
+        if residual < tol:
+            return z, residual, k
+    return z, residual, max_iter
+
+
+def fixed_point(f, z0, x, solver: str, tol: float, max_iter: int, backward: str, strict: bool):
+    """z* = f(z*, x). `implicit`: one differentiable step at z*, and a backward hook solving
+    g = (df/dz)^T g + grad by the same iteration (O(1) memory in depth). `unrolled`: gradients
+    through every iteration."""
+    step = (lambda z: f(z, x)) if x is not None else f
+    solve = _anderson if solver == "anderson" else _iterate
+    if backward == "unrolled":
+        z, residual, _ = _iterate(step, z0, tol, max_iter)
+    else:
+        with torch.no_grad():
+            z, residual, _ = solve(step, z0, tol, max_iter)
+        z = step(z.detach())
+    if strict and residual > tol:
+        raise RuntimeError(f"fixed_point did not converge: relative residual {residual:.3g} > tol {tol} after {max_iter} iterations")
+    if backward == "implicit" and torch.is_grad_enabled() and z.requires_grad:
+        anchor = z.detach().requires_grad_()
+        image = step(anchor)
+
+        def solve_backward(grad):
+            adjoint = lambda g: torch.autograd.grad(image, anchor, g, retain_graph=True)[0] + grad
+            result, _, _ = _iterate(adjoint, grad, tol, max_iter)
+            return result
+
+        z.register_hook(solve_backward)
+    return z
+'''
+
+_ODE_HELPER = '''
+def odeint(f, y0, t, method: str, steps: int, adjoint: bool, rtol: float, atol: float):
+    """Solves dy/dt = f(t, y) from y0 at times t; returns [len(t), *y0.shape]."""
+    if method == "dopri5" or adjoint:
+        try:
+            import torchdiffeq
+        except ImportError:
+            raise RuntimeError("odeint with method = dopri5 or adjoint = true needs torchdiffeq: pip install torchdiffeq") from None
+        solve = torchdiffeq.odeint_adjoint if adjoint else torchdiffeq.odeint
+        if method == "dopri5":
+            return solve(f, y0, t, method="dopri5", rtol=rtol, atol=atol)
+        step_size = float((t[1:] - t[:-1]).min()) / steps
+        return solve(f, y0, t, method=method, options={"step_size": step_size})
+    ys, y = [y0], y0
+    for i in range(len(t) - 1):
+        h = (t[i + 1] - t[i]) / steps
+        time = t[i]
+        for _ in range(steps):
+            if method == "euler":
+                y = y + h * f(time, y)
+            else:
+                k1 = f(time, y)
+                k2 = f(time + h / 2, y + h / 2 * k1)
+                k3 = f(time + h / 2, y + h / 2 * k2)
+                k4 = f(time + h, y + h * k3)
+                y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            time = time + h
+        ys.append(y)
+    return torch.stack(ys)
+'''
+
+
+def _fixed_point_inputs(call) -> dict:
+    inputs = [call["z0"]] if call["x"] is None else [call["z0"], call["x"]]
+    return {"f": inputs}
+
+
+def _fixed_point(call):
+    z0 = call["z0"]
+    require_float(z0, "fixed_point", "z0")
+    if z0.rank == 0:
+        raise ShapeError(f"`fixed_point` needs a batched state [B, ...], got {z0}", "z0")
+    outputs = call.derived["f_outputs"]
+    if outputs != [z0]:
+        shown = ", ".join(str(t) for t in outputs)
+        raise ShapeError(f"`fixed_point` needs f to map the state to the same type: f returns {shown} for state {z0}", "f")
+    if call["solver"] not in ("anderson", "iterate"):
+        raise ShapeError(f"`solver` must be 'anderson' or 'iterate', got {call['solver']!r}", "solver")
+    if call["backward"] not in ("implicit", "unrolled"):
+        raise ShapeError(f"`backward` must be 'implicit' or 'unrolled', got {call['backward']!r}", "backward")
+    if call["tol"] <= 0 or call["max_iter"] < 1:
+        raise ShapeError("`tol` must be positive and `max_iter` at least 1", "tol")
+    return z0
+
+
+register(
+    "fixed_point",
+    "f: block, z0: tensor, x: tensor? = none, solver: str = 'anderson', tol: float = 0.0001, "
+    "max_iter: int = 50, backward: str = 'implicit', strict: bool = false",
+    _fixed_point,
+    lambda c: (
+        f"fixed_point({c['f']}, {c['z0']}, {c['x']}, solver={c['solver']}, tol={c['tol']}, "
+        f"max_iter={c['max_iter']}, backward={c['backward']}, strict={c['strict']})"
+    ),
+    "equilibrium z* = f(z*[, x]) of a block, by Anderson or plain iteration; implicit (O(1) memory) or unrolled gradients",
+    category="solver",
+    torch_helpers=(("fixed_point", _FIXED_POINT_HELPER),),
+    block_inputs=_fixed_point_inputs,
+    not_exportable="its iteration count depends on the data; export as an ONNX Loop is not implemented yet",
+)
+
+
+def _odeint(call):
+    y0, t = call["y0"], call["t"]
+    require_float(y0, "odeint", "y0")
+    require_float(t, "odeint", "t")
+    if t.rank != 1:
+        raise ShapeError(f"`odeint` needs a 1-D tensor of times, got {t}", "t")
+    outputs = call.derived["f_outputs"]
+    if outputs != [y0]:
+        shown = ", ".join(str(o) for o in outputs)
+        raise ShapeError(f"`odeint` needs f(t, y) to return dy/dt of y's type: f returns {shown} for y {y0}", "f")
+    if call["method"] not in ("euler", "rk4", "dopri5"):
+        raise ShapeError(f"`method` must be euler, rk4 or dopri5, got {call['method']!r}", "method")
+    if call["steps"] < 1:
+        raise ShapeError("`steps` (sub-steps per interval) must be at least 1", "steps")
+    return y0.with_shape((t.shape[0],) + y0.shape)
+
+
+register(
+    "odeint",
+    "f: block, y0: tensor, t: tensor, method: str = 'rk4', steps: int = 1, adjoint: bool = false, "
+    "rtol: float = 1e-06, atol: float = 1e-08",
+    _odeint,
+    lambda c: (
+        f"odeint({c['f']}, {c['y0']}, {c['t']}, method={c['method']}, steps={c['steps']}, "
+        f"adjoint={c['adjoint']}, rtol={c['rtol']}, atol={c['atol']})"
+    ),
+    "solves dy/dt = f(t, y) from y0, giving y at each time of t: [len(t), ...]; rk4/euler built in, dopri5 and adjoint via torchdiffeq",
+    category="solver",
+    torch_helpers=(("odeint", _ODE_HELPER),),
+    block_inputs=lambda call: {"f": [TensorType(call["t"].dtype, ()), call["y0"]]},
+    not_exportable="ODE solves are not exported yet (fixed-step methods could unroll into the graph)",
+)

@@ -1,0 +1,136 @@
+"""fixed_point and odeint: against unrolled gradients, a hand-written RK4 and torchdiffeq."""
+
+import textwrap
+
+import pytest
+import torch
+
+import paperspec
+from paperspec import SpecError
+
+SPEC = textwrap.dedent(
+    """
+    block Cell(d: int) {
+      in z: f32[B, d]
+      in x: f32[B, d]
+      out tanh(linear(z, d, bias = false) * 0.5 + x)
+    }
+    block Field(d: int) {
+      in t: f32[]
+      in y: f32[B, d]
+      out linear(tanh(linear(y, 16)), d) * (1.0 + t)
+    }
+    model DEQ(d: int = 4, backward: str = "implicit", solver: str = "anderson") {
+      in x: f32[B, d]
+      out z = fixed_point(Cell(d), zeros([x.shape[0], d]), x, tol = 1e-7, max_iter = 300,
+                          backward = backward, solver = solver)
+    }
+    model ODE(d: int = 2, method: str = "rk4", steps: int = 4) {
+      in y0: f32[B, d]
+      in t: f32[K]
+      out ys = odeint(Field(d), y0, t, method = method, steps = steps)
+    }
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return paperspec.loads(SPEC, "solvers.pspec")
+
+
+@pytest.mark.parametrize("solver", ["anderson", "iterate"])
+def test_fixed_point_reaches_the_equilibrium(spec, solver):
+    torch.manual_seed(0)
+    model = spec.build("DEQ", solver=solver)
+    x = torch.randn(3, 4)
+    z = model(x)
+    assert torch.allclose(model.cell(z, x), z, atol=1e-5)
+
+
+def test_implicit_gradients_equal_unrolled_gradients_at_convergence(spec):
+    torch.manual_seed(0)
+    implicit = spec.build("DEQ", backward="implicit")
+    unrolled = spec.build("DEQ", backward="unrolled")
+    unrolled.load_state_dict(implicit.state_dict())
+    x = torch.randn(5, 4, requires_grad=True)
+    grads = []
+    for model in (implicit, unrolled):
+        x.grad = None
+        (model(x) ** 2).sum().backward()
+        grads.append((model.cell.linear.weight.grad.clone(), x.grad.clone()))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+def test_fixed_point_state_type_is_checked():
+    text = SPEC.replace("zeros([x.shape[0], d])", "zeros([x.shape[0], d + 1])")
+    with pytest.raises(SpecError) as caught:
+        paperspec.loads(text, "bad.pspec").graph("DEQ")
+    assert "argument 1 of `Cell`" in caught.value.message or "same type" in caught.value.message
+
+
+def test_non_convergence_is_reported_with_the_residual():
+    text = SPEC.replace("max_iter = 300,", "max_iter = 1, strict = true,")
+    model = paperspec.loads(text, "strict.pspec").build("DEQ")
+    with pytest.raises(RuntimeError, match="did not converge: relative residual"):
+        model(torch.randn(2, 4))
+
+
+def hand_rk4(f, y0, t, steps):
+    ys, y = [y0], y0
+    for i in range(len(t) - 1):
+        h = (t[i + 1] - t[i]) / steps
+        s = t[i]
+        for _ in range(steps):
+            k1 = f(s, y)
+            k2 = f(s + h / 2, y + h / 2 * k1)
+            k3 = f(s + h / 2, y + h / 2 * k2)
+            k4 = f(s + h, y + h * k3)
+            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            s = s + h
+        ys.append(y)
+    return torch.stack(ys)
+
+
+def test_rk4_matches_a_hand_written_rk4(spec):
+    torch.manual_seed(0)
+    model = spec.build("ODE")
+    y0, t = torch.randn(3, 2), torch.linspace(0.0, 1.0, 5)
+    with torch.no_grad():
+        assert torch.allclose(model(y0, t), hand_rk4(model.field, y0, t, 4), atol=1e-6)
+
+
+def test_euler_converges_to_rk4_with_many_steps(spec):
+    torch.manual_seed(0)
+    rk4 = spec.build("ODE")
+    euler = spec.build("ODE", method="euler", steps=2000)
+    euler.load_state_dict(rk4.state_dict())
+    y0, t = torch.randn(3, 2), torch.linspace(0.0, 1.0, 3)
+    with torch.no_grad():
+        assert torch.allclose(euler(y0, t), rk4(y0, t), atol=2e-3)
+
+
+def test_dopri5_and_adjoint_agree_with_torchdiffeq(spec):
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    torch.manual_seed(0)
+    model = spec.build("ODE", method="dopri5")
+    y0, t = torch.randn(3, 2), torch.linspace(0.0, 1.0, 4)
+    ours = model(y0, t)
+    reference = torchdiffeq.odeint(model.field, y0, t, method="dopri5", rtol=1e-6, atol=1e-8)
+    assert torch.allclose(ours, reference, atol=1e-6)
+    adjoint_text = SPEC.replace("steps = steps)", "steps = steps, adjoint = true)")
+    adjoint = paperspec.loads(adjoint_text, "adjoint.pspec").build("ODE", method="dopri5")
+    adjoint.load_state_dict(model.state_dict())
+    direct_grads = torch.autograd.grad(model(y0, t).square().sum(), list(model.parameters()))
+    adjoint_grads = torch.autograd.grad(adjoint(y0, t).square().sum(), list(adjoint.parameters()))
+    for a, b in zip(direct_grads, adjoint_grads):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_odeint_needs_f_to_return_dy_of_ys_type():
+    text = SPEC.replace("out linear(tanh(linear(y, 16)), d) * (1.0 + t)", "out linear(y, d + 1)")
+    with pytest.raises(SpecError) as caught:
+        paperspec.loads(text, "bad_ode.pspec").graph("ODE")
+    assert "dy/dt of y's type" in caught.value.message
+    assert caught.value.span.line == 20
