@@ -172,3 +172,56 @@ register(
     block_inputs=lambda call: {"f": [TensorType(call["t"].dtype, ()), call["y0"]]},
     not_exportable="ODE solves are not exported yet (fixed-step methods could unroll into the graph)",
 )
+
+
+_SCAN_HELPER = '''
+def scan(f, h, x, dim: int):
+    """Runs the block f(h, x_t) over the slices of x along dim; returns (stacked outputs, last h)."""
+    ys = []
+    for x_t in x.unbind(dim):
+        out = f(h, x_t)
+        h, y = out if isinstance(out, tuple) else (out, out)
+        ys.append(y)
+    return torch.stack(ys, dim), h
+'''
+
+
+def _scan_inputs(call) -> dict:
+    x = call["x"]
+    if x.rank == 0:
+        raise ShapeError(f"`scan` needs a sequence to step over, got {x}", "x")
+    axis = call["dim"] % x.rank if -x.rank <= call["dim"] < x.rank else None
+    if axis is None:
+        raise ShapeError(f"dim {call['dim']} is out of range for {x}", "dim")
+    return {"f": [call["h0"], x.with_shape(x.shape[:axis] + x.shape[axis + 1 :])]}
+
+
+def _scan(call):
+    h0, x = call["h0"], call["x"]
+    outputs = call.derived["f_outputs"]
+    if not 1 <= len(outputs) <= 2 or outputs[0] != h0:
+        shown = ", ".join(str(t) for t in outputs)
+        raise ShapeError(
+            f"`scan` needs f(h, x_t) to return the next state of h's type (and optionally an output): f returns {shown} for h {h0}",
+            "f",
+        )
+    axis = call["dim"] % x.rank
+    step_output = outputs[-1]
+    if axis > step_output.rank:
+        raise ShapeError(f"cannot stack outputs {step_output} along dim {call['dim']}", "dim")
+    stacked = step_output.with_shape(step_output.shape[:axis] + (x.shape[axis],) + step_output.shape[axis:])
+    call.derived["tuple_output"] = True
+    return [stacked, h0]
+
+
+register(
+    "scan",
+    "f: block, h0: tensor, x: tensor, dim: int = 1",
+    _scan,
+    lambda c: f"scan({c['f']}, {c['h0']}, {c['x']}, {c['dim']})",
+    "a recurrence whose step is a block f(h, x_t) -> h or (h, y), run over x along dim; gives (outputs, last state)",
+    category="solver",
+    torch_helpers=(("scan", _SCAN_HELPER),),
+    block_inputs=_scan_inputs,
+    not_exportable="a general recurrence would export as an ONNX Scan with the block as its body; not implemented yet",
+)

@@ -399,6 +399,7 @@ TESTED_ELSEWHERE = {
     "laplacian": "test_calculus.py",
     "fixed_point": "test_solvers.py",
     "odeint": "test_solvers.py",
+    "scan": "test_solvers.py",
 }
 
 

@@ -134,3 +134,47 @@ def test_odeint_needs_f_to_return_dy_of_ys_type():
         paperspec.loads(text, "bad_ode.pspec").graph("ODE")
     assert "dy/dt of y's type" in caught.value.message
     assert caught.value.span.line == 20
+
+
+SCAN_SPEC = textwrap.dedent(
+    """
+    block Elman(d: int) {
+      in h: f32[B, d]
+      in x: f32[B, 3]
+      h = tanh(linear(x, d) + linear(h, d, bias = false))
+      out h
+      out y = linear(h, 1)
+    }
+    model RNN(d: int = 8) {
+      in x: f32[B, T, 3]
+      ys, last = scan(Elman(d), zeros([x.shape[0], d]), x)
+      out ys
+      out last
+    }
+    """
+)
+
+
+def test_scan_matches_a_step_by_step_loop():
+    torch.manual_seed(0)
+    model = paperspec.loads(SCAN_SPEC, "scan.pspec").build("RNN")
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    ys, last = model(x)
+    cell = model.elman
+    h, expected = torch.zeros(2, 8), []
+    for t in range(5):
+        h = torch.tanh(cell.linear(x[:, t]) + cell.linear_1(h))
+        expected.append(cell.y(h))
+    assert torch.allclose(ys, torch.stack(expected, 1), atol=1e-6)
+    assert torch.allclose(last, h, atol=1e-6)
+    (grad_ours,) = torch.autograd.grad(ys.sum(), x)
+    (grad_loop,) = torch.autograd.grad(torch.stack(expected, 1).sum(), x)
+    assert torch.allclose(grad_ours, grad_loop, atol=1e-6)
+
+
+def test_scan_body_must_keep_the_state_type():
+    text = SCAN_SPEC.replace("  out h\n", "  out h2 = linear(h, d + 1)\n")
+    with pytest.raises(SpecError) as caught:
+        paperspec.loads(text, "bad_scan.pspec").graph("RNN")
+    assert "next state of h's type" in caught.value.message
+    assert caught.value.span.line == 11
