@@ -149,13 +149,31 @@ def cmd_forward(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from paperspec.runtime.distributed import current_world, launch
     from paperspec.runtime.train import Trainer
 
+    if args.nproc > 1 and not current_world().distributed:
+        spec = _load(args.file)
+        spec.procedure(args.procedure)  # report spec errors once, before starting workers
+        return launch(_without_nproc(sys.argv[1:] if args.argv is None else args.argv), args.nproc)
     spec = _load(args.file)
     trainer = Trainer(spec, args.procedure, device=args.device, out_root=args.out, steps=args.steps, progress=_progress(args))
     result = trainer.run(resume=args.resume)
-    _print_result(result)
+    if current_world().main:
+        _print_result(result)
     return 0
+
+
+def _without_nproc(argv: list) -> list:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
 
 
 def cmd_reproduce(args) -> int:
@@ -336,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("procedure", nargs="?", metavar="PROC", help="procedure (default: the only one)")
     run_options(train)
     train.add_argument("--resume", action="store_true", help="continue the latest run from its last checkpoint")
+    train.add_argument("--nproc", type=int, default=1, help="train with N processes (DistributedDataParallel via torchrun)")
     train.set_defaults(run=cmd_train)
 
     reproduce = commands.add_parser("reproduce", help="run every procedure in order and check the `expect` claims")
@@ -380,6 +399,7 @@ def main(argv: list | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.run(args)
     except UsageError as error:

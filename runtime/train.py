@@ -14,8 +14,14 @@ from pathlib import Path
 
 import torch
 
-from paperspec.runtime.checkpoint import latest_checkpoint, load_state, load_weights, save_checkpoint
+from paperspec.runtime.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    save_checkpoint,
+)
 from paperspec.runtime.data import get_generator
+from paperspec.runtime.distributed import current_world, finish, shard, start
 from paperspec.runtime.optim import build_optimizer
 from paperspec.runtime.schedules import make_scheduler
 
@@ -51,10 +57,15 @@ class Trainer:
         self.teacher_runs = teacher_runs or {}
         self.history: list = []
         self.losses: list = []
+        self.world = current_world()
 
     # ---- set-up ----
 
     def build(self) -> None:
+        if self.world.distributed:
+            self.device = torch.device(start(self.world, str(self.device)))
+            if self.procedure.phases[0].batch % self.world.size:
+                raise TrainingError(f"batch {self.procedure.phases[0].batch} does not split over {self.world.size} processes")
         torch.manual_seed(self.procedure.seed)
         self.module = self.spec.build_procedure(self.procedure.name).to(self.device)
         self.models = {name: getattr(self.module, name) for name in self.procedure.models}
@@ -98,6 +109,8 @@ class Trainer:
             if run_dir is None or latest_checkpoint(run_dir) is None:
                 raise TrainingError(f"nothing to resume: no checkpoint of `{self.procedure.name}` under {self.out_root}")
             return run_dir
+        if not self.world.main:
+            return None  # only rank 0 writes metrics and checkpoints
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = self.out_root / spec_label(self.spec) / self.procedure.name / stamp
         suffix = 1
@@ -125,7 +138,19 @@ class Trainer:
             self.history = [r for r in _read_history(self.run_dir) if r["step"] <= start_step]
         self.eval_batches = self.make_eval_batches()
         step = 0
-        with _Progress(self.progress, sum(s for _, s in self.phase_plan()), self.procedure.name) as bar:
+        try:
+            step = self.run_phases(start_step, state)
+        finally:
+            if self.world.distributed:
+                finish()
+        metrics = self.history[-1] if self.history and self.history[-1]["step"] == step else self.evaluate(step)
+        self.checkpoint(step, metrics, None)
+        return RunResult(self.procedure.name, self.run_dir, step, metrics, self.history, _mean(self.losses[-50:]))
+
+    def run_phases(self, start_step: int, state) -> int:
+        step = 0
+        progress = self.progress and self.world.main
+        with _Progress(progress, sum(s for _, s in self.phase_plan()), self.procedure.name) as bar:
             bar.advance(start_step)
             for index, (phase, steps) in enumerate(self.phase_plan()):
                 if step + steps <= start_step:
@@ -133,9 +158,7 @@ class Trainer:
                     continue
                 step = self.run_phase(index, phase, steps, step, start_step, state, bar)
                 state = None
-        metrics = self.history[-1] if self.history and self.history[-1]["step"] == step else self.evaluate(step)
-        self.checkpoint(step, metrics, None)
-        return RunResult(self.procedure.name, self.run_dir, step, metrics, self.history, _mean(self.losses[-50:]))
+        return step
 
     def run_phase(self, index: int, phase, steps: int, step: int, start_step: int, state, bar) -> int:
         self.apply_freezing(phase)
@@ -153,13 +176,19 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             generator.set_state(state["data_rng"])
             done_in_phase = start_step - step
-        loss_method = getattr(self.module, phase.loss.name)
         fields = [spec.name for spec in phase.loss.inputs]
+        runner = self.module
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Rebuilt per phase: which parameters train may change between phases.
+            unused = set(self.trained) - _models_used(phase.loss)
+            runner = DistributedDataParallel(self.module, find_unused_parameters=bool(unused))
         self.module.train()
         self.teachers_eval()
         for _ in range(done_in_phase, steps):
-            batch = sampler.sample(phase.batch, generator)
-            loss = loss_method(*(batch[f].to(self.device) for f in fields))["loss"]
+            batch = shard(sampler.sample(phase.batch, generator), self.world)
+            loss = runner(phase.loss.name, *(batch[f].to(self.device) for f in fields))["loss"]
             step += 1
             if not torch.isfinite(loss):
                 last = latest_checkpoint(self.run_dir)
@@ -172,7 +201,7 @@ class Trainer:
             optimizer.step()
             scheduler.step()
             self.update_emas()
-            self.losses.append(loss.item())
+            self.losses.append(self.global_mean(loss))
             bar.update(step, self.losses[-1])
             self.after_step(step, index, optimizer, scheduler, generator)
         return step
@@ -192,6 +221,16 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(),
             }
             self.checkpoint(step, metrics, state)
+
+    def global_mean(self, loss) -> float:
+        """The loss over the whole batch: each rank only computed its shard's."""
+        if not self.world.distributed:
+            return loss.item()
+        import torch.distributed as dist
+
+        value = loss.detach().clone()
+        dist.all_reduce(value)
+        return value.item() / self.world.size
 
     @torch.no_grad()
     def update_emas(self) -> None:
@@ -228,6 +267,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict:
+        if not self.world.main:
+            return {"step": step}
         if self.procedure.evaluation is None:
             return {"step": step, "train_loss": _mean(self.losses[-50:])}
         self.module.eval()
@@ -244,6 +285,8 @@ class Trainer:
         return record
 
     def checkpoint(self, step: int, metrics: dict | None, state: dict | None) -> None:
+        if not self.world.main:
+            return
         metadata = {
             "spec": self.spec.path,
             "spec_hash": self.spec.source_hash,
@@ -263,6 +306,15 @@ def is_trainable(key: str, rules: list) -> bool:
         if len(parts) >= n and all(fnmatchcase(part, glob) for part, glob in zip(parts[:n], pattern)):
             trainable = not freeze
     return trainable
+
+
+def _models_used(graph) -> set:
+    from paperspec.compiler.ops.base import ModuleRef
+
+    used = {node.module for node in graph.nodes() if node.op == "call"}
+    for node in graph.nodes():
+        used |= {value.name for value in node.args.values() if isinstance(value, ModuleRef)}
+    return used
 
 
 def spec_label(spec) -> str:
@@ -306,7 +358,13 @@ class _Progress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(
                 TextColumn("[bold]{task.description}"),

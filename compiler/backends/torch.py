@@ -90,6 +90,11 @@ def generate_procedure(modules: BlockGraph, functions: list, source_path: str = 
         out.line(f'"""Training procedure `{modules.block}`, from {modules.span.path}:{modules.span.line}."""')
         out.line()
         ClassEmitter(modules, out, out.reserved).emit_init()
+        out.line()
+        out.line("def forward(self, method: str, *inputs):")
+        with out.indent():
+            out.line('"""Runs one loss or metric method; through here DistributedDataParallel can wrap it."""')
+            out.line("return getattr(self, method)(*inputs)")
         for graph in functions:
             out.line()
             FunctionEmitter(graph, out, out.reserved).emit_forward(method=graph.name, as_dict=True)
