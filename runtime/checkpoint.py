@@ -61,7 +61,11 @@ def load_weights(folder: Path, models: dict) -> None:
         path = Path(folder) / f"{name}.safetensors"
         if not path.exists():
             raise FileNotFoundError(f"checkpoint {folder} has no weights for model `{name}` ({path.name})")
-        missing, unexpected = load_model(module, str(path), strict=False)
+        try:
+            missing, unexpected = load_model(module, str(path), strict=False)
+        except RuntimeError as error:
+            detail = str(error).strip().splitlines()[-1].strip()
+            raise ValueError(f"weights in {path} do not fit model `{name}`: {detail}") from None
         if missing or unexpected:
             raise ValueError(
                 f"weights in {path} do not fit model `{name}`: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"

@@ -176,6 +176,7 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             generator.set_state(state["data_rng"])
             done_in_phase = start_step - step
+            step = start_step
         fields = [spec.name for spec in phase.loss.inputs]
         runner = self.module
         if self.world.distributed:
