@@ -41,7 +41,7 @@ class PhaseSpec:
 
 @dataclass
 class EvalSpec:
-    every: int
+    every: int | None  # None: only at the end
     data: DataSource
     metrics: BlockGraph  # one output per metric, named as the metric
     span: object
@@ -206,6 +206,9 @@ class ProcedureElaborator:
             else:
                 self.setting(stmt, settings, freeze)
         self.procedure.seed = self.int_setting(settings.get("seed"), DEFAULTS["seed"], "seed", minimum=0)
+        if self.evaluation_only(settings, phases):
+            self.procedure.evaluation = self.evaluation(settings["eval"])
+            return self.procedure
         for index, (phase, bindings) in enumerate(phases or [(None, {})]):
             own, own_freeze = dict(settings), list(freeze)
             if phase is not None:
@@ -243,6 +246,15 @@ class ProcedureElaborator:
             settings.setdefault("lets", []).append(stmt)
         else:
             raise SpecError("this statement cannot appear in a training procedure", stmt.span)
+
+    def evaluation_only(self, settings: dict, phases: list) -> bool:
+        """A procedure with no models of its own and no loss only evaluates (e.g. trained models
+        of an earlier procedure on other data): `eval on DATA { ... }`."""
+        if self.declared or phases or "loss" in settings or "eval" not in settings:
+            return False
+        if settings["eval"].data is None:
+            raise SpecError("an evaluation-only procedure needs `eval on DATA { ... }`", settings["eval"].span)
+        return True
 
     def expand_for(self, stmt: ast.TrainFor) -> list:
         """Phases of a `for` loop, each with the loop variable bound to one item."""
@@ -388,9 +400,8 @@ class ProcedureElaborator:
             raise SpecError(f"{what} must be a floating-point scalar, got {describe(value)}", expr.span, "reduce it, e.g. with mean(...)")
 
     def evaluation(self, stmt: ast.TrainEval) -> EvalSpec:
-        every = self.positive_int(stmt.every, "eval interval")
-        last = self.procedure.phases[-1]
-        data = self.data_source(stmt.data) if stmt.data is not None else last.data
+        every = self.positive_int(stmt.every, "eval interval") if stmt.every is not None else None
+        data = self.data_source(stmt.data) if stmt.data is not None else self.procedure.phases[-1].data
         graph = self.function_graph("metrics", data, {})
         settings = {"lets": []}
         for metric in stmt.metrics:
@@ -521,6 +532,7 @@ def check_claim(decl: ast.ExpectDecl, procedures: dict, spec) -> Claim:
         known = procedures[name].metric_names() if path[1] == "eval" else ["loss"]
         if path[2] not in known:
             raise SpecError(f"procedure `{name}` has no {path[1]} metric `{path[2]}`", span, did_you_mean(path[2], known) or f"metrics: {', '.join(known) or 'none'}")
+    _check_claim_functions(decl.condition)
     within = None
     if decl.within is not None:
         if not isinstance(decl.within, ast.Literal) or not isinstance(decl.within.value, int) or decl.within.value < 1:
@@ -529,6 +541,24 @@ def check_claim(decl: ast.ExpectDecl, procedures: dict, spec) -> Claim:
     lines = _source_lines(spec.path)
     text = lines[decl.span.line - 1][decl.span.column - 1 :].strip() if lines else "claim"
     return Claim(decl.condition, within, text, decl.span)
+
+
+CLAIM_FUNCTIONS = ("abs", "min", "max", "steps_to")
+
+
+def _check_claim_functions(expr) -> None:
+    """Claims may call abs, min, max and steps_to(condition), nothing else."""
+    if isinstance(expr, ast.Call):
+        name = expr.func.id if isinstance(expr.func, ast.Name) else None
+        if name not in CLAIM_FUNCTIONS:
+            raise SpecError(f"a claim cannot call `{name or 'this'}`", expr.span, f"claims may use: {', '.join(CLAIM_FUNCTIONS)}")
+        if name == "steps_to" and (len(expr.args) != 1 or not isinstance(expr.args[0], ast.Compare)):
+            raise SpecError("`steps_to` takes one comparison, e.g. steps_to(run.eval.accuracy >= 0.9)", expr.span)
+    for child in (getattr(expr, name, None) for name in ("left", "right", "operand")):
+        if child is not None:
+            _check_claim_functions(child)
+    for child in getattr(expr, "args", ()):
+        _check_claim_functions(child)
 
 
 def _metric_paths(expr) -> list:

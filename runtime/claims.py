@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
@@ -44,9 +45,21 @@ class _Reader:
             return (left and self.value(expr.right)) if expr.op == "and" else (left or self.value(expr.right))
         if isinstance(expr, ast.BinaryOp) and expr.op in _ARITHMETIC:
             return _ARITHMETIC[expr.op](self.value(expr.left), self.value(expr.right))
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "steps_to":
+            return self.steps_to(expr.args[0])
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in _FUNCTIONS:
             return _FUNCTIONS[expr.func.id](*(self.value(a) for a in expr.args))
         raise ValueError(f"claims cannot use this expression (line {expr.span.line})")
+
+    def steps_to(self, condition) -> float:
+        """The first evaluation step at which `condition` held (inf if it never did)."""
+        procedure = _procedure_of(condition)
+        for record in self.results[procedure].history:
+            if _Reader(self.results, record, procedure).value(condition):
+                self.read[f"steps_to({procedure})"] = record["step"]
+                return record["step"]
+        self.read[f"steps_to({procedure})"] = math.inf
+        return math.inf
 
     def metric(self, expr: ast.Attribute) -> float:
         metric, kind, name = expr.name, expr.value.name, expr.value.value.id

@@ -207,7 +207,7 @@ def _progress(args):
 
 
 def _print_result(result) -> None:
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step" and isinstance(v, float))
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step" and isinstance(v, float) and v == v)
     print(f"{result.procedure}: {result.steps} steps, {metrics}  ({result.run_dir})")
 
 

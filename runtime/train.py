@@ -64,7 +64,7 @@ class Trainer:
     def build(self) -> None:
         if self.world.distributed:
             self.device = torch.device(start(self.world, str(self.device)))
-            if self.procedure.phases[0].batch % self.world.size:
+            if self.procedure.phases and self.procedure.phases[0].batch % self.world.size:
                 raise TrainingError(f"batch {self.procedure.phases[0].batch} does not split over {self.world.size} processes")
         torch.manual_seed(self.procedure.seed)
         self.module = self.spec.build_procedure(self.procedure.name).to(self.device)
@@ -210,7 +210,7 @@ class Trainer:
     def after_step(self, step: int, phase: int, optimizer, scheduler, generator) -> None:
         evaluation = self.procedure.evaluation
         metrics = None
-        if evaluation is not None and step % evaluation.every == 0:
+        if evaluation is not None and evaluation.every and step % evaluation.every == 0:
             metrics = self.evaluate(step)
         every = self.procedure.checkpoint_every
         if every and step % every == 0:
@@ -259,7 +259,7 @@ class Trainer:
             return []
         sampler = get_generator(evaluation.data.generator).sampler(evaluation.data.args)
         generator = torch.Generator().manual_seed(self.procedure.seed * 7_919 + 104_729)
-        size = self.procedure.phases[-1].batch
+        size = self.procedure.phases[-1].batch if self.procedure.phases else 64
         count = EVAL_BATCHES
         if getattr(sampler, "size", None):
             count = max(1, min(64, math.ceil(sampler.size / size)))
