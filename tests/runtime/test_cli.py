@@ -19,6 +19,7 @@ SMALL = {
     "transformer.pspec": ["--set", "d=16", "--set", "layers=2", "--set", "heads=2", "--set", "ctx=8"],
     "mlp.pspec": ["--set", "inputs=12", "--set", "width=8", "--set", "depth=3"],
     "icl_attention.pspec": ["--set", "d=8", "--set", "heads=2", "--set", "layers=2"],
+    "progressive_distillation.pspec": ["--set", "inputs=6", "--set", "width=5"],
 }
 BROKEN = """model Broken(d: int = 8) {
   in  x: f32[B, d]
