@@ -18,6 +18,11 @@ demo: install
 	$(BIN)/paperspec compile specs/transformer.pspec --model GPT -o out/gpt.py
 	$(BIN)/paperspec summary specs/transformer.pspec --model GPT
 	$(BIN)/paperspec forward specs/transformer.pspec --model GPT --size T=32
+	$(BIN)/paperspec reproduce specs/transformer.pspec --out out/runs
+	$(BIN)/paperspec export specs/transformer.pspec --model GPT --weights $$(ls -d out/runs/gpt/lm/*/ | tail -1) --verify -o out/gpt.onnx
+
+reproduce: install
+	for spec in specs/*.pspec; do $(BIN)/paperspec reproduce $$spec --out runs || exit 1; done
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -29,4 +34,4 @@ bench: install
 	$(BIN)/python bench/compile_time.py
 	$(BIN)/python bench/forward_overhead.py
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench reproduce

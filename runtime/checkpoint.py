@@ -79,3 +79,29 @@ def load_state(folder: Path) -> tuple:
     state = torch.load(Path(folder) / "state.pt", weights_only=True)
     metadata = json.loads((Path(folder) / "meta.json").read_text())
     return state, metadata
+
+
+def weights_file(path: str, model: str | None = None) -> Path:
+    """A safetensors file from what a user may point at: the file itself, a checkpoint folder, a
+    run folder (its latest checkpoint) or its checkpoints/ folder. `model` picks a file when a
+    checkpoint holds several models."""
+    target = Path(path)
+    if target.is_file() or not target.exists():
+        return target
+    if (target / "checkpoints" / LATEST).exists():
+        target = latest_checkpoint(target) or target
+    elif (target / LATEST).exists():
+        target = latest_checkpoint(target.parent) or target
+    files = sorted(target.glob("*.safetensors"))
+    if model is not None and (target / f"{model}.safetensors").exists():
+        return target / f"{model}.safetensors"
+    if len(files) == 1:
+        return files[0]
+    names = ", ".join(f.stem for f in files) or "none"
+    raise FileNotFoundError(f"{path}: choose the model's weights file in {target} (models: {names})")
+
+
+def checkpoint_metadata(weights: Path) -> dict:
+    """meta.json next to a checkpoint's weights file, or {} for a bare file."""
+    meta = Path(weights).parent / "meta.json"
+    return json.loads(meta.read_text()) if meta.exists() else {}

@@ -211,13 +211,30 @@ def _print_result(result) -> None:
     print(f"{result.procedure}: {result.steps} steps, {metrics}  ({result.run_dir})")
 
 
+def _checkpoint_params(spec, args) -> dict:
+    """With --weights from a training run and no --set: the parameters the run's model had."""
+    from paperspec.runtime.checkpoint import checkpoint_metadata, weights_file
+
+    if not args.weights:
+        return {}
+    try:
+        path = weights_file(args.weights)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    record = checkpoint_metadata(path).get("models", {}).get(path.stem)
+    model = spec.default_model(args.model)
+    if not isinstance(record, dict) or record.get("block") != model:
+        return {}
+    return record.get("params", {})
+
+
 def cmd_export(args) -> int:
     from paperspec.compiler.backends.onnx import check_opset, export_spec
     from paperspec.runtime.onnx import VerificationError, read_weights, verify
 
     check_opset(args.opset)
     spec = _load(args.file)
-    params, sizes = _params(args), _sizes(args)
+    params, sizes = _params(args) or _checkpoint_params(spec, args), _sizes(args)
     module = spec.build(args.model, **params)
     if args.weights:
         state = read_weights(args.weights)
@@ -364,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write the model as ONNX (inference semantics)")
     model_options(export)
-    export.add_argument("--weights", metavar="FILE", help="safetensors weights (default: a fresh initialisation)")
+    export.add_argument(
+        "--weights", metavar="PATH", help="safetensors weights, or a run or checkpoint folder (default: a fresh initialisation)"
+    )
     export.add_argument("--opset", type=int, default=21, help="ONNX opset (default: 21)")
     export.add_argument("--verify", action="store_true", help="compare with PyTorch in onnxruntime at two sizes of each dynamic dim")
     export.add_argument("--size", action="append", metavar="DIM=N", help="example size of a symbolic dim for --verify")

@@ -140,6 +140,12 @@ def read_weights(path: str) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from paperspec.runtime.checkpoint import weights_file
+
+    try:
+        path = str(weights_file(path))
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
     if not os.path.isfile(path):
         raise UsageError(f"no such weights file: {path}")
     try:

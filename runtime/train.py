@@ -285,6 +285,11 @@ class Trainer:
         _append_history(self.run_dir, record)
         return record
 
+    def model_record(self, name: str) -> dict:
+        """Which block (and parameters) a checkpointed model is, so `export` can rebuild it."""
+        graph = self.procedure.modules.modules[name].graph
+        return {"block": graph.block, "params": {k: _plain(v) for k, v in graph.args.items()}}
+
     def checkpoint(self, step: int, metrics: dict | None, state: dict | None) -> None:
         if not self.world.main:
             return
@@ -293,7 +298,7 @@ class Trainer:
             "spec_hash": self.spec.source_hash,
             "procedure": self.procedure.name,
             "metrics": metrics or {},
-            "models": {name: getattr(self.procedure.modules.modules[name].graph, "block", name) for name in self.models},
+            "models": {name: self.model_record(name) for name in self.models},
         }
         save_checkpoint(self.run_dir, step, self.models, state or {"phase": -1}, metadata)
 
@@ -307,6 +312,12 @@ def is_trainable(key: str, rules: list) -> bool:
         if len(parts) >= n and all(fnmatchcase(part, glob) for part, glob in zip(parts[:n], pattern)):
             trainable = not freeze
     return trainable
+
+
+def _plain(value):
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return getattr(getattr(value, "op", None), "name", str(value))
 
 
 def _models_used(graph) -> set:
