@@ -33,5 +33,6 @@ lint: install
 bench: install
 	$(BIN)/python bench/compile_time.py
 	$(BIN)/python bench/forward_overhead.py
+	$(BIN)/python bench/train_overhead.py
 
 .PHONY: install demo test lint bench reproduce

@@ -191,18 +191,20 @@ class Trainer:
             batch = shard(sampler.sample(phase.batch, generator), self.world)
             loss = runner(phase.loss.name, *(batch[f].to(self.device) for f in fields))["loss"]
             step += 1
-            if not torch.isfinite(loss):
-                last = latest_checkpoint(self.run_dir)
+            value = self.global_mean(loss)  # one host sync per step, reused for the check and the log
+            if not math.isfinite(value):
+                last = latest_checkpoint(self.run_dir) if self.run_dir else None
                 raise TrainingError(
-                    f"`{self.procedure.name}`: the loss is {loss.item()} at step {step} (phase `{phase.name}`); "
+                    f"`{self.procedure.name}`: the loss is {value} at step {step} (phase `{phase.name}`); "
                     f"last good checkpoint: {last if last else 'none'}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            self.update_emas()
-            self.losses.append(self.global_mean(loss))
+            if self.procedure.emas:
+                self.update_emas()
+            self.losses.append(value)
             bar.update(step, self.losses[-1])
             self.after_step(step, index, optimizer, scheduler, generator)
         return step
