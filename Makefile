@@ -34,5 +34,7 @@ bench: install
 	$(BIN)/python bench/compile_time.py
 	$(BIN)/python bench/forward_overhead.py
 	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/onnx_export.py
+	$(BIN)/python bench/onnx_inference.py
 
 .PHONY: install demo test lint bench reproduce

@@ -242,9 +242,18 @@ def cmd_export(args) -> int:
         module.load_state_dict(state, strict=False)
     else:
         proto = export_spec(spec, args.model, params, module.state_dict(), args.opset)
+    if args.via == "torch":
+        from paperspec.compiler.backends.onnx import model_metadata
+        from paperspec.runtime.onnx_torch import export_via_torch
+
+        metadata = model_metadata(spec, spec.default_model(args.model), params, spec.graph(args.model, **params))
+        proto = export_via_torch(spec, args.model, params, module, args.opset, metadata)
     _write_onnx(proto, args.output)
     weights = args.weights or "a fresh initialisation (no --weights)"
-    print(f"wrote {args.output}: opset {args.opset}, {len(proto.graph.node)} nodes, {len(proto.graph.initializer)} initializers, weights from {weights}")
+    print(
+        f"wrote {args.output} ({'torch.onnx.export' if args.via == 'torch' else 'direct from the IR'}): opset {args.opset}, "
+        f"{len(proto.graph.node)} nodes, {len(proto.graph.initializer)} initializers, weights from {weights}"
+    )
     if not args.verify:
         return 0
     try:
@@ -385,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", metavar="PATH", help="safetensors weights, or a run or checkpoint folder (default: a fresh initialisation)"
     )
     export.add_argument("--opset", type=int, default=21, help="ONNX opset (default: 21)")
+    export.add_argument(
+        "--via", choices=["direct", "torch"], default="direct",
+        help="direct: emitted from the IR (default); torch: torch.onnx.export(dynamo=True) of the built module, for comparison",
+    )
     export.add_argument("--verify", action="store_true", help="compare with PyTorch in onnxruntime at two sizes of each dynamic dim")
     export.add_argument("--size", action="append", metavar="DIM=N", help="example size of a symbolic dim for --verify")
     export.add_argument("-o", "--output", required=True, help="the .onnx file to write")

@@ -340,7 +340,8 @@ def _attention_onnx(c):
     heads_first = _swap(rank + 1, -3, -2)  # [..., T, h, d] -> [..., h, T, d]
     q, v = by_heads("q", heads_first), by_heads("v", heads_first)
     keys = by_heads("k", heads_first[:-3] + [rank - 1, rank, rank - 2])  # -> [..., h, d, T]
-    scores = c.node("Mul", [c.node("MatMul", [q, keys]), _attention_scale(c)])
+    # Scaling q ([.., T, d]) costs less than scaling the scores ([.., T, T]).
+    scores = c.node("MatMul", [c.node("Mul", [q, _attention_scale(c)]), keys])
     if c.values["causal"]:
         mask = c.node("Trilu", [c.fill(c.node("Shape", [scores], start=-2), True, "bool")], upper=0)
         scores = c.node("Where", [mask, scores, c.const(-math.inf, c.values["q"].dtype)])
