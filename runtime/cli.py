@@ -248,7 +248,7 @@ def cmd_export(args) -> int:
 
         metadata = model_metadata(spec, spec.default_model(args.model), params, spec.graph(args.model, **params))
         proto = export_via_torch(spec, args.model, params, module, args.opset, metadata)
-    _write_onnx(proto, args.output)
+    _write_onnx(proto, args.output, args.external_data)
     weights = args.weights or "a fresh initialisation (no --weights)"
     print(
         f"wrote {args.output} ({'torch.onnx.export' if args.via == 'torch' else 'direct from the IR'}): opset {args.opset}, "
@@ -265,13 +265,10 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _write_onnx(proto, path: str) -> None:
-    import onnx
+def _write_onnx(proto, path: str, external: bool = False) -> None:
+    from paperspec.runtime.onnx import save_onnx
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = path + ".tmp"
-    onnx.save(proto, temporary)
-    os.replace(temporary, path)
+    save_onnx(proto, path, external)
 
 
 def cmd_run(args) -> int:
@@ -394,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", metavar="PATH", help="safetensors weights, or a run or checkpoint folder (default: a fresh initialisation)"
     )
     export.add_argument("--opset", type=int, default=21, help="ONNX opset (default: 21)")
+    export.add_argument(
+        "--external-data", action="store_true", help="weights in a separate MODEL.onnx.data file (automatic above 2 GB)"
+    )
     export.add_argument(
         "--via", choices=["direct", "torch"], default="direct",
         help="direct: emitted from the IR (default); torch: torch.onnx.export(dynamo=True) of the built module, for comparison",

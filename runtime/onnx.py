@@ -154,6 +154,28 @@ def read_weights(path: str) -> dict:
         raise UsageError(f"cannot read weights from {path}: {error}", "weights must be a safetensors file") from None
 
 
+PROTOBUF_LIMIT = 2 * 1024**3
+
+
+def save_onnx(proto: onnx.ModelProto, path: str, external: bool = False) -> None:
+    """Writes a model atomically; weights go to `<path>.data` when asked or when the model would
+    pass protobuf's 2 GB limit."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    size = sum(len(t.raw_data) for t in proto.graph.initializer)
+    temporary = path + ".tmp"
+    if external or size > PROTOBUF_LIMIT:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(proto)  # saving with external data rewrites the model it is given
+        proto = copy
+        data = os.path.basename(path) + ".data"
+        if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)), data)):
+            os.remove(os.path.join(os.path.dirname(os.path.abspath(path)), data))
+        onnx.save(proto, temporary, save_as_external_data=True, all_tensors_to_one_file=True, location=data, size_threshold=0)
+    else:
+        onnx.save(proto, temporary)
+    os.replace(temporary, path)
+
+
 def save_weights(module, path: str) -> None:
     """Writes a module's weights as safetensors (tied tensors once), for `paperspec export --weights`."""
     from safetensors.torch import save_model

@@ -42,8 +42,25 @@ def export_graph(
     model.producer_version = (metadata or {}).get("paperspec.version", "")
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     helper.set_model_props(model, dict(metadata or {}))
-    onnx.checker.check_model(model, full_check=True)
+    _check(model)
     return model
+
+
+def _check(model: onnx.ModelProto) -> None:
+    """onnx's full checker; a model past protobuf's 2 GB limit is checked from a file with its
+    weights stored beside it, since it cannot be serialised in one piece."""
+    if sum(len(t.raw_data) for t in model.graph.initializer) <= 2 * 1024**3 - 2**24:
+        onnx.checker.check_model(model, full_check=True)
+        return
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        path = os.path.join(folder, "model.onnx")
+        onnx.save(copy, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx.data")
+        onnx.checker.check_model(path, full_check=True)
 
 
 def _name_outputs(builder: GraphBuilder, graph: BlockGraph, results: list) -> list:

@@ -27,3 +27,28 @@ def test_via_torch_matches_pytorch_at_two_sizes(path, model, params):
     assert [i.name for i in proto.graph.input] == [s.name for s in spec.graph(model, **params).inputs]
     report = verify(spec, model, params, module=module, onnx_model=proto)
     assert report.ok and len(report.checks) == 2
+
+
+def test_external_data_round_trips(tmp_path):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from paperspec.runtime.cli import main
+    from paperspec.runtime.onnx import save_weights
+
+    spec = paperspec.load("specs/mlp.pspec")
+    module = spec.build("MLP", inputs=6, width=8).eval()
+    save_weights(module, str(tmp_path / "w.safetensors"))
+    target = tmp_path / "mlp.onnx"
+    arguments = ["export", "specs/mlp.pspec", "--set", "inputs=6", "--set", "width=8", "--weights", str(tmp_path / "w.safetensors")]
+    assert main([*arguments, "--external-data", "--verify", "-o", str(target)]) == 0
+    header = onnx.load(str(target), load_external_data=False)
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in header.graph.initializer)
+    assert (tmp_path / "mlp.onnx.data").exists()
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    got = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    assert np.abs(got - expected).max() < 1e-5
