@@ -52,7 +52,7 @@ def _header(graphs: list, source_path: str) -> CodeWriter:
     """Imports and the helper functions that the ops used by `graphs` need."""
     helpers: dict[str, str] = {}
     for graph in graphs:
-        for node in graph.nodes():
+        for node in _op_nodes(graph):
             opdef = get_op(node.op)
             if opdef is not None:
                 helpers.update(opdef.torch_helpers)
@@ -70,6 +70,15 @@ def _header(graphs: list, source_path: str) -> CodeWriter:
         out.line()
         out.extend(helpers[name].strip("\n").splitlines())
     return out
+
+
+def _op_nodes(graph: BlockGraph) -> list:
+    """The graph's nodes and those of its repeat bodies (a single-op body is no class of its own)."""
+    nodes = list(graph.nodes())
+    for info in graph.repeats.values():
+        for body in {id(body): body for body in info.bodies}.values():
+            nodes.extend(_op_nodes(body))
+    return nodes
 
 
 def generate_procedure(modules: BlockGraph, functions: list, source_path: str = "") -> str:
