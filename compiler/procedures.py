@@ -23,6 +23,7 @@ class DataSource:
     args: dict
     fields: dict  # field name -> runtime.data Field (dtype, per-example shape)
     span: object
+    batched: bool = True  # False: fields are whole packed batches (graphs) and get no batch dim
 
 
 @dataclass
@@ -31,12 +32,13 @@ class PhaseSpec:
     loss: BlockGraph
     data: DataSource
     batch: int
-    steps: int
+    steps: int | None  # None: set from `epochs` and the dataset's size when the run starts
     optimizer: tuple  # (name, args)
     schedule: tuple  # (name, args)
     freeze: list  # (freeze: bool, pattern parts)
     span: object
     teacher_steps: dict = field(default_factory=dict)  # teacher submodule -> checkpoint step (None: final)
+    epochs: int | None = None
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Procedure:
 
     @property
     def steps(self) -> int:
-        return sum(phase.steps for phase in self.phases)
+        return sum(phase.steps or 0 for phase in self.phases)
 
     def metric_names(self) -> list:
         return [name for name, _, _ in self.evaluation.metrics.outputs] if self.evaluation else []
@@ -94,7 +96,8 @@ class BatchValue:
             )
         if name not in self.values:
             spec = self.data.fields[name]
-            dims = (Sym.symbol(BATCH_DIM),) + tuple(Sym.symbol(d) if isinstance(d, str) else d for d in spec.shape)
+            batch_dims = (Sym.symbol(BATCH_DIM),) if self.data.batched else ()
+            dims = batch_dims + tuple(Sym.symbol(d) if isinstance(d, str) else d for d in spec.shape)
             tensor_type = TensorType(spec.dtype, dims)
             node = self.graph.add_node("input", {"name": name}, [tensor_type], span, names=[name])
             from paperspec.compiler.ir import InputSpec
@@ -131,6 +134,11 @@ class ProcedureValue:
 
 def checkpoint_steps(procedure: Procedure) -> tuple:
     """The steps at which a procedure's checkpoints are saved: every N steps, and the last."""
+    if any(phase.steps is None for phase in procedure.phases):
+        raise SpecError(
+            f"the checkpoints of `{procedure.name}` are known only when it runs: it counts `epochs`", procedure.span,
+            "give its phases `steps` to use its checkpoints here",
+        )
     every, total = procedure.checkpoint_every, procedure.steps
     steps = list(range(every, total + 1, every)) if every else []
     if not steps or steps[-1] != total:
@@ -153,7 +161,7 @@ def _registry_signatures(kind: str) -> dict:
 
 
 DEFAULTS = {"batch": 32, "seed": 0}
-REQUIRED = ("loss", "data", "steps", "optimizer")
+REQUIRED = ("loss", "data", "optimizer")
 
 
 class ProcedureElaborator:
@@ -351,7 +359,7 @@ class ProcedureElaborator:
             if key not in settings:
                 raise SpecError(f"`{self.definition.name}` has no `{key}`" + (f" in phase `{name}`" if name != "main" else ""), span, _required_hint(key))
         data = self.data_source(settings["data"].value)
-        steps = self.positive_int(settings["steps"].value, "steps")
+        steps, epochs = self.length(settings, name, span)
         batch = self.int_setting(settings.get("batch"), DEFAULTS["batch"], "batch", minimum=1)
         optimizer = self.registry_call(settings["optimizer"].value, "optimizer")
         schedule = self.registry_call(settings["schedule"].value, "schedule", steps) if "schedule" in settings else ("constant", {})
@@ -361,7 +369,18 @@ class ProcedureElaborator:
         loss.outputs.append(("loss", value.ref, settings["loss"].span))
         for _, pattern, pattern_span in freeze:
             self.check_pattern(pattern, pattern_span)
-        return PhaseSpec(name, loss, data, batch, steps, optimizer, schedule, [(f, p) for f, p, _ in freeze], span)
+        return PhaseSpec(name, loss, data, batch, steps, optimizer, schedule, [(f, p) for f, p, _ in freeze], span, epochs=epochs)
+
+    def length(self, settings: dict, name: str, span) -> tuple:
+        """(steps, epochs) of a phase: exactly one of `steps N` or `epochs N`."""
+        if "steps" in settings and "epochs" in settings:
+            raise SpecError("give `steps` or `epochs`, not both", settings["epochs"].span)
+        if "epochs" in settings:
+            return None, self.positive_int(settings["epochs"].value, "epochs")
+        if "steps" not in settings:
+            where = f" in phase `{name}`" if name != "main" else ""
+            raise SpecError(f"`{self.definition.name}` has no `steps`{where}", span, _required_hint("steps"))
+        return self.positive_int(settings["steps"].value, "steps"), None
 
     def registry_call(self, expr, kind: str, steps: int | None = None) -> tuple:
         name, args = bind_named_call(self.evaluator(), expr, _registry_signatures(kind), kind)
@@ -455,7 +474,7 @@ def make_data_source(evaluator, name: str, expr) -> DataSource:
         fields = definition.fields(args)
     except (OSError, ValueError) as error:
         raise SpecError(f"data `{name}`: {error}", expr.span) from None
-    return DataSource(name if name != "inline" else generator, generator, args, fields, expr.span)
+    return DataSource(name if name != "inline" else generator, generator, args, fields, expr.span, definition.batched)
 
 
 def _validate(kind: str, name: str, args: dict, steps: int | None):
@@ -465,14 +484,15 @@ def _validate(kind: str, name: str, args: dict, steps: int | None):
         return validate(name, args)
     from paperspec.runtime.schedules import validate
 
-    return validate(name, args, steps)
+    # With `epochs` the length is known at run time, where the schedule is checked again.
+    return validate(name, args, steps if steps is not None else 10**12)
 
 
 def _required_hint(key: str) -> str:
     examples = {
         "loss": "e.g. `loss cross_entropy(net(batch.x), batch.y)`",
         "data": "e.g. `data train_set` after `data train_set = sparse_parity(n = 20, k = 3)`",
-        "steps": "e.g. `steps 1000`",
+        "steps": "e.g. `steps 1000`, or `epochs 10` for a finite dataset",
         "optimizer": "e.g. `optimizer adamw(lr = 1e-3)`",
     }
     return examples[key]

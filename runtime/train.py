@@ -24,6 +24,7 @@ from paperspec.runtime.data import get_generator
 from paperspec.runtime.distributed import current_world, finish, shard, start
 from paperspec.runtime.optim import build_optimizer
 from paperspec.runtime.schedules import make_scheduler
+from paperspec.runtime.schedules import validate as schedule_problem
 
 EVAL_BATCHES = 8
 FINAL = "final"
@@ -94,14 +95,29 @@ class Trainer:
         teacher.requires_grad_(False)
         teacher.eval()
 
+    def phase_steps(self, phase) -> int:
+        """A phase's length; `epochs` passes over a finite dataset, counted in whole batches."""
+        if phase.epochs is None:
+            return phase.steps
+        size = getattr(get_generator(phase.data.generator).sampler(phase.data.args), "size", None)
+        if not size:
+            raise TrainingError(f"phase `{phase.name}` counts epochs, but data `{phase.data.name}` is an endless stream; use `steps`")
+        steps = phase.epochs * math.ceil(size / phase.batch)
+        problem = schedule_problem(phase.schedule[0], phase.schedule[1], steps)
+        if problem:
+            raise TrainingError(f"phase `{phase.name}` ({steps} steps from {phase.epochs} epochs): {problem}")
+        return steps
+
     def phase_plan(self) -> list:
         """(phase, steps to run) after applying a --steps cap, in order."""
+        if not hasattr(self, "_lengths"):
+            self._lengths = [self.phase_steps(phase) for phase in self.procedure.phases]
         plan, left = [], self.max_steps
-        for phase in self.procedure.phases:
-            steps = phase.steps if left is None else min(phase.steps, left)
+        for phase, length in zip(self.procedure.phases, self._lengths):
+            steps = length if left is None else min(length, left)
             plan.append((phase, steps))
             left = None if left is None else left - steps
-        return [(p, s) for p, s in plan if s > 0]
+        return plan  # phases cut to 0 steps stay, so an index always names the same phase
 
     def run_dir_for(self, resume: bool) -> Path:
         if resume:
@@ -153,6 +169,8 @@ class Trainer:
         with _Progress(progress, sum(s for _, s in self.phase_plan()), self.procedure.name) as bar:
             bar.advance(start_step)
             for index, (phase, steps) in enumerate(self.phase_plan()):
+                if steps == 0:
+                    continue
                 if step + steps <= start_step:
                     step += steps
                     continue
@@ -167,7 +185,7 @@ class Trainer:
                 self.load_teacher(module_name, *self.procedure.teachers[module_name], teacher_step)
         named = [(n, p) for name, model in self.trained.items() for n, p in model.named_parameters(prefix=name)]
         optimizer = build_optimizer(phase.optimizer[0], phase.optimizer[1], named)
-        scheduler = make_scheduler(optimizer, phase.schedule[0], phase.schedule[1], phase.steps)
+        scheduler = make_scheduler(optimizer, phase.schedule[0], phase.schedule[1], self._lengths[index])
         sampler = get_generator(phase.data.generator).sampler(phase.data.args)
         generator = torch.Generator().manual_seed(self.procedure.seed * 1_000_003 + index)
         done_in_phase = 0

@@ -248,3 +248,33 @@ def test_progress_bar_path_runs(tmp_path):
     spec = write(tmp_path, BASIC.replace("SEED", "0"))
     result = Trainer(spec, out_root=str(tmp_path / "p"), progress=True, steps=4).run()
     assert result.steps == 4 and latest_checkpoint(result.run_dir) is not None
+
+
+def test_epochs_count_whole_passes_over_a_finite_dataset(tmp_path):
+    text = """
+    data table = modular_arithmetic(modulus = 7, train_fraction = 0.5, split = "train")
+    model Add() {
+      in x: i64[B, 2]
+      out linear(embedding(x[:, 0], 7, 8) + embedding(x[:, 1], 7, 8), 7)
+    }
+    train fit {
+      model net = Add()
+      data table
+      batch 8
+      loss cross_entropy(net(batch.x), batch.y)
+      optimizer adam(lr = 0.01)
+      schedule warmup_cosine(warmup = 2)
+      epochs 3
+    }
+    """
+    spec = write(tmp_path, text)
+    assert spec.procedure("fit").phases[0].steps is None
+    size = len(range(49)) // 2  # 24 of the 49 pairs train
+    result = run(spec, tmp_path)
+    assert result.steps == 3 * -(-size // 8)
+
+
+def test_epochs_need_a_finite_dataset(tmp_path):
+    text = BASIC.replace("SEED", "0").replace("  steps 24\n", "  epochs 2\n").replace("  checkpoint every 8\n", "").replace("  eval every 8", "  eval")
+    with pytest.raises(TrainingError, match="endless stream"):
+        run(write(tmp_path, text), tmp_path)
