@@ -45,6 +45,9 @@ class GeneratorDef:
     doc: str
     validate: Callable[[dict], str | None] = _no_problem  # a user-facing message, or None
     symbols: Callable[[dict], dict] = _no_symbols  # symbolic dim of a field -> its size here
+    # False: `sample(n, ...)` returns n examples already packed into one example (a disjoint
+    # union of n graphs), so the fields' shapes are the whole batch's and get no batch dim.
+    batched: bool = True
 
     def describe(self) -> str:
         return f"{self.name}({', '.join(str(a) for a in self.signature)})"
