@@ -76,8 +76,14 @@ def cmd_check(args) -> int:
         for model in models:
             for warning in spec.warnings(model):
                 print(warning.format(), file=sys.stderr)
-        print(f"ok  {path}  ({len(models)} model{'s' if len(models) != 1 else ''}: {', '.join(models) or '-'})")
+        procedures, claims = spec.procedures(), spec.claims()
+        extra = f", {_count(len(procedures), 'procedure')}, {_count(len(claims), 'claim')}" if procedures else ""
+        print(f"ok  {path}  ({_count(len(models), 'model')}: {', '.join(models) or '-'}{extra})")
     return EXIT_SPEC_ERROR if failed else 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def cmd_compile(args) -> int:
