@@ -110,6 +110,7 @@ def _load_builtin_generators() -> None:
         boolean,
         files,
         grammars,
+        graphs,
         points,
         regression,
         sequences,

@@ -400,6 +400,11 @@ TESTED_ELSEWHERE = {
     "fixed_point": "test_solvers.py",
     "odeint": "test_solvers.py",
     "scan": "test_solvers.py",
+    "gather_nodes": "test_graph_ops.py",
+    "scatter": "test_graph_ops.py",
+    "graph_pool": "test_graph_ops.py",
+    "gnn_layer": "test_graph_ops.py",
+    "edge_layer": "test_graph_ops.py",
 }
 
 
