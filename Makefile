@@ -36,5 +36,6 @@ bench: install
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/onnx_export.py
 	$(BIN)/python bench/onnx_inference.py
+	$(BIN)/python bench/message_passing.py
 
 .PHONY: install demo test lint bench reproduce
