@@ -19,7 +19,7 @@ from paperspec.compiler.ir import (
     ValueRef,
     state_shapes,
 )
-from paperspec.compiler.ops.base import Arg
+from paperspec.compiler.ops.base import Arg, all_ops
 from paperspec.compiler.parser import parse, parse_file
 from paperspec.compiler.types import DTYPES, TensorType
 from paperspec.compiler.values import BlockValue, Instance, OpValue, TensorValue, describe
@@ -112,7 +112,8 @@ class Compiler:
         self.units: dict[str, CompilationUnit] = {}
         self.loading: list[str] = []
         self.graphs: dict = {}
-        self.class_names: set[str] = set()
+        # Generated classes must not take the names of helpers the ops emit into the same file.
+        self.class_names: set[str] = {"check_input"} | {name for op in all_ops().values() for name, _ in op.torch_helpers}
         self.next_class_suffix: dict[str, int] = {}  # names are never freed, so the search resumes here
 
     def load(self, path: str) -> CompilationUnit:

@@ -405,6 +405,13 @@ TESTED_ELSEWHERE = {
     "graph_pool": "test_graph_ops.py",
     "gnn_layer": "test_graph_ops.py",
     "edge_layer": "test_graph_ops.py",
+    "rfft": "test_spectral.py",
+    "irfft": "test_spectral.py",
+    "spectral_conv1d": "test_spectral.py",
+    "spectral_conv2d": "test_spectral.py",
+    "sign": "test_gradients.py",
+    "round": "test_gradients.py",
+    "straight_through": "test_gradients.py",
 }
 
 
