@@ -19,6 +19,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)
+
+
 def save_checkpoint(run_dir: Path, step: int, models: dict, state: dict, metadata: dict) -> Path:
     """Writes `checkpoints/step_NNNNNNN/` (one `<model>.safetensors` per model, `state.pt`,
     `meta.json`) into a temporary folder, renames it into place, then points `latest.json` at it.
@@ -37,10 +44,20 @@ def save_checkpoint(run_dir: Path, step: int, models: dict, state: dict, metadat
         save_model(module, str(staging / f"{name}.safetensors"))
     torch.save(state, staging / "state.pt")
     (staging / "meta.json").write_text(json.dumps({"step": step, **metadata}, indent=2, default=str))
+    previous = None
     if final.exists():
+        # Rewriting a step (the end of a run, a resumed finished run): `latest.json` may name this
+        # folder, so it points at a hard-linked copy while the folder is swapped.
+        previous = root / f".previous-{step:07d}-{os.getpid()}"
+        if previous.exists():
+            shutil.rmtree(previous)
+        shutil.copytree(final, previous, copy_function=_link_or_copy)
+        _write_atomic(root / LATEST, json.dumps({"step": step, "path": previous.name}).encode())
         shutil.rmtree(final)
     os.replace(staging, final)
     _write_atomic(root / LATEST, json.dumps({"step": step, "path": final.name}).encode())
+    if previous is not None:
+        shutil.rmtree(previous)
     return final
 
 

@@ -54,18 +54,21 @@ class _Reader:
     def steps_to(self, condition) -> float:
         """The first evaluation step at which `condition` held (inf if it never did)."""
         procedure = _procedure_of(condition)
+        # Keyed by the condition: one claim may compare two thresholds of the same procedure.
+        key = f"steps_to({_text(condition)})"
         for record in self.results[procedure].history:
             if _Reader(self.results, record, procedure).value(condition):
-                self.read[f"steps_to({procedure})"] = record["step"]
+                self.read[key] = record["step"]
                 return record["step"]
-        self.read[f"steps_to({procedure})"] = math.inf
+        self.read[key] = math.inf
         return math.inf
 
     def metric(self, expr: ast.Attribute) -> float:
         metric, kind, name = expr.name, expr.value.name, expr.value.value.id
         result = self.results[name]
-        if self.record is not None and name == self.procedure and kind == "eval":
-            value = self.record[metric]
+        if self.record is not None and name == self.procedure:
+            # `within` and `steps_to` read the evaluation at one step, the training loss included.
+            value = self.record[metric] if kind == "eval" else self.record.get("train_loss", math.nan)
         elif kind == "eval":
             value = result.metrics[metric]
         else:
@@ -96,12 +99,35 @@ def _check(claim, results: dict) -> ClaimResult:
     return ClaimResult(claim.text, False, _show(reader.read) + f" (not within {claim.within} steps)", None)
 
 
-def _procedure_of(expr) -> str:
-    while not isinstance(expr, ast.Attribute):
-        expr = expr.left if hasattr(expr, "left") else expr.operand
-    while isinstance(expr.value, ast.Attribute):
-        expr = expr.value
-    return expr.value.id
+def _procedure_of(expr) -> str | None:
+    """The first procedure an expression reads (the compiler checked there is one)."""
+    if isinstance(expr, ast.Attribute):
+        while isinstance(expr.value, ast.Attribute):
+            expr = expr.value
+        return expr.value.id
+    children = [getattr(expr, name, None) for name in ("left", "right", "operand")] + list(getattr(expr, "args", ()))
+    for child in children:
+        found = _procedure_of(child) if child is not None else None
+        if found is not None:
+            return found
+    return None
+
+
+def _text(expr) -> str:
+    """A claim's sub-expression written back as spec text, to label the values it read."""
+    if isinstance(expr, ast.Attribute):
+        return f"{_text(expr.value)}.{expr.name}"
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Literal):
+        return str(expr.value).lower() if isinstance(expr.value, bool) else str(expr.value)
+    if isinstance(expr, (ast.BinaryOp, ast.Compare)):
+        return f"{_text(expr.left)} {expr.op} {_text(expr.right)}"
+    if isinstance(expr, ast.UnaryOp):
+        return f"{expr.op}{' ' if expr.op == 'not' else ''}{_text(expr.operand)}"
+    if isinstance(expr, ast.Call):
+        return f"{_text(expr.func)}({', '.join(_text(a) for a in expr.args)})"
+    return "..."
 
 
 def _show(values: dict) -> str:

@@ -35,6 +35,13 @@ def parse_assignment(text: str, flag: str = "--set") -> tuple:
     return name.strip(), value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _params(args) -> dict:
     return dict(parse_assignment(item) for item in args.set or [])
 
@@ -374,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def run_options(sub):
         sub.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-        sub.add_argument("--steps", type=int, help="stop each procedure after this many steps")
+        sub.add_argument("--steps", type=_positive_int, help="stop each procedure after this many steps")
         sub.add_argument("--out", default="runs", help="folder for runs (default: runs/)")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
 

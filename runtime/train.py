@@ -51,7 +51,7 @@ class Trainer:
                  steps: int | None = None, progress: bool | None = None, teacher_runs: dict | None = None):
         self.spec = spec
         self.procedure = spec.procedure(name)
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.out_root = Path(out_root)
         self.max_steps = steps
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -74,6 +74,7 @@ class Trainer:
         for name, (source, _) in self.procedure.emas.items():
             self.models[name].load_state_dict(self.models[source].state_dict())
             self.models[name].requires_grad_(False)
+        self.check_freeze_patterns()
         for module_name, (procedure, model) in self.procedure.teachers.items():
             self.load_teacher(module_name, procedure, model)
 
@@ -91,7 +92,10 @@ class Trainer:
             if not folder.is_dir():
                 raise TrainingError(f"`{procedure}` has no checkpoint at step {step} in {run_dir}")
         teacher = getattr(self.module, module_name)
-        load_weights(folder, {model: teacher})
+        try:
+            load_weights(folder, {model: teacher})
+        except (ValueError, FileNotFoundError) as error:
+            raise TrainingError(f"`{self.procedure.name}` cannot use the trained `{procedure}.{model}`: {error}") from None
         teacher.requires_grad_(False)
         teacher.eval()
 
@@ -143,15 +147,8 @@ class Trainer:
     def run(self, resume: bool = False) -> RunResult:
         self.build()
         self.run_dir = self.run_dir_for(resume)
-        start_step, state = 0, None
-        if resume:
-            folder = latest_checkpoint(self.run_dir)
-            state, meta = load_state(folder)
-            load_weights(folder, self.models)
-            start_step = meta["step"]
-            if "torch_rng" in state:
-                torch.set_rng_state(state["torch_rng"])
-            self.history = [r for r in _read_history(self.run_dir) if r["step"] <= start_step]
+        start_step, state = self.restore() if resume else (0, None)
+        self.final_state = state
         self.eval_batches = self.make_eval_batches()
         step = 0
         try:
@@ -160,13 +157,34 @@ class Trainer:
             if self.world.distributed:
                 finish()
         metrics = self.history[-1] if self.history and self.history[-1]["step"] == step else self.evaluate(step)
-        self.checkpoint(step, metrics, None)
+        self.checkpoint(step, metrics, self.final_state)
         return RunResult(self.procedure.name, self.run_dir, step, metrics, self.history, _mean(self.losses[-50:]))
+
+    def restore(self) -> tuple:
+        """(step, training state) of the run's last checkpoint, whose weights are loaded; the
+        evaluation history is cut back to what an uninterrupted run has at that step."""
+        folder = latest_checkpoint(self.run_dir)
+        state, meta = load_state(folder)
+        try:
+            load_weights(folder, self.models)
+        except (ValueError, FileNotFoundError) as error:
+            raise TrainingError(f"cannot resume `{self.procedure.name}` from {folder}: {error}") from None
+        start_step = meta["step"]
+        if self.max_steps is not None and self.max_steps < start_step:
+            raise TrainingError(f"`{self.procedure.name}` is already at step {start_step} in {self.run_dir}; --steps {self.max_steps} would go back")
+        self.losses = state["recent_losses"].tolist() if "recent_losses" in state else []
+        every = self.procedure.evaluation.every if self.procedure.evaluation else None
+        # The last evaluation of a run cut short by --steps is off the `eval every` schedule.
+        self.history = [r for r in _read_history(self.run_dir) if r["step"] <= start_step and every and r["step"] % every == 0]
+        if self.world.main:
+            _write_history(self.run_dir, self.history)
+        return start_step, state
 
     def run_phases(self, start_step: int, state) -> int:
         step = 0
         progress = self.progress and self.world.main
-        with _Progress(progress, sum(s for _, s in self.phase_plan()), self.procedure.name) as bar:
+        self.last_step = sum(s for _, s in self.phase_plan())
+        with _Progress(progress, self.last_step, self.procedure.name) as bar:
             bar.advance(start_step)
             for index, (phase, steps) in enumerate(self.phase_plan()):
                 if steps == 0:
@@ -189,12 +207,19 @@ class Trainer:
         sampler = get_generator(phase.data.generator).sampler(phase.data.args)
         generator = torch.Generator().manual_seed(self.procedure.seed * 1_000_003 + index)
         done_in_phase = 0
-        if state is not None and state["phase"] == index:
+        if start_step > step:
+            if state is None or state.get("phase") != index:
+                raise TrainingError(
+                    f"the checkpoint at step {start_step} of `{self.procedure.name}` holds no training state for "
+                    f"phase `{phase.name}`, so the run cannot be resumed exactly"
+                )
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             generator.set_state(state["data_rng"])
             done_in_phase = start_step - step
             step = start_step
+        if state is not None:
+            self.restore_random_state(state)
         fields = [spec.name for spec in phase.loss.inputs]
         runner = self.module
         if self.world.distributed:
@@ -225,7 +250,29 @@ class Trainer:
             self.losses.append(value)
             bar.update(step, self.losses[-1])
             self.after_step(step, index, optimizer, scheduler, generator)
+        self.final_state = self.training_state(index, optimizer, scheduler, generator)
         return step
+
+    def training_state(self, phase: int, optimizer, scheduler, generator) -> dict:
+        """All a resumed run needs to go on exactly as if it had never stopped."""
+        state = {
+            "phase": phase,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "data_rng": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "recent_losses": torch.tensor(self.losses[-50:], dtype=torch.float64),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def restore_random_state(self, state: dict) -> None:
+        """The global generators (dropout, random ops) as they were at the checkpoint."""
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     def after_step(self, step: int, phase: int, optimizer, scheduler, generator) -> None:
         evaluation = self.procedure.evaluation
@@ -233,15 +280,9 @@ class Trainer:
         if evaluation is not None and evaluation.every and step % evaluation.every == 0:
             metrics = self.evaluate(step)
         every = self.procedure.checkpoint_every
-        if every and step % every == 0:
-            state = {
-                "phase": phase,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "data_rng": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-            }
-            self.checkpoint(step, metrics, state)
+        # The last step's checkpoint is written once by `run`, with the final metrics.
+        if every and step % every == 0 and step != self.last_step:
+            self.checkpoint(step, metrics, self.training_state(phase, optimizer, scheduler, generator))
 
     def global_mean(self, loss) -> float:
         """The loss over the whole batch: each rank only computed its shard's."""
@@ -263,9 +304,29 @@ class Trainer:
                 kept.copy_(current)
 
     def apply_freezing(self, phase) -> None:
-        for name, model in self.trained.items():
-            for key, parameter in model.named_parameters(prefix=name):
-                parameter.requires_grad_(is_trainable(key, phase.freeze))
+        """A parameter trains unless a rule freezes it; a tied one is frozen under any of its names."""
+        trainable: dict = {}
+        for key, parameter in self.parameter_names():
+            trainable[parameter] = trainable.get(parameter, True) and is_trainable(key, phase.freeze)
+        for parameter, flag in trainable.items():
+            parameter.requires_grad_(flag)
+
+    def parameter_names(self) -> list:
+        """(path, parameter) of every trained model, tied parameters under each of their names."""
+        return [(key, p) for name, model in self.trained.items() for key, p in model.named_parameters(prefix=name, remove_duplicate=False)]
+
+    def check_freeze_patterns(self) -> None:
+        """A `freeze` or `unfreeze` that matches nothing is a typo, not a no-op."""
+        keys = [key for key, _ in self.parameter_names()]
+        for phase in self.procedure.phases:
+            for freeze, pattern in phase.freeze:
+                if not any(_matches(key, pattern) for key in keys):
+                    model = pattern[0]
+                    known = sorted({".".join(key.split(".")[:-1]) or key for key in keys if key.split(".")[0] == model})
+                    raise TrainingError(
+                        f"`{'freeze' if freeze else 'unfreeze'} {'.'.join(pattern)}` in `{self.procedure.name}` "
+                        f"(phase `{phase.name}`) matches no parameter; modules of `{model}`: {', '.join(known) or 'none'}"
+                    )
 
     def teachers_eval(self) -> None:
         for module_name in self.procedure.teachers:
@@ -323,15 +384,30 @@ class Trainer:
         save_checkpoint(self.run_dir, step, self.models, state or {"phase": -1}, metadata)
 
 
+def _device(name: str) -> torch.device:
+    from paperspec.compiler.diagnostics import UsageError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device `{name}`", "e.g. cpu, cuda, cuda:1") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device `{name}`: no CUDA device is available here", "train on `--device cpu`")
+    return device
+
+
 def is_trainable(key: str, rules: list) -> bool:
     """Applies freeze/unfreeze globs in order; a pattern matches a parameter path or any prefix of it."""
-    parts = key.split(".")
     trainable = True
     for freeze, pattern in rules:
-        n = len(pattern)
-        if len(parts) >= n and all(fnmatchcase(part, glob) for part, glob in zip(parts[:n], pattern)):
+        if _matches(key, pattern):
             trainable = not freeze
     return trainable
+
+
+def _matches(key: str, pattern: tuple) -> bool:
+    parts = key.split(".")
+    return len(parts) >= len(pattern) and all(fnmatchcase(part, glob) for part, glob in zip(parts, pattern))
 
 
 def _plain(value):
@@ -373,6 +449,13 @@ def _append_history(run_dir: Path, record: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(record)
+
+
+def _write_history(run_dir: Path, records: list) -> None:
+    for name in ("metrics.jsonl", "metrics.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    for record in records:
+        _append_history(run_dir, record)
 
 
 def _read_history(run_dir: Path) -> list:
