@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -11,7 +12,14 @@ import numpy as np
 import onnx
 import onnxruntime
 
-from paperspec.compiler.backends.onnx import DEFAULT_OPSET, export_spec
+from paperspec.compiler.backends.onnx import (
+    DEFAULT_OPSET,
+    check_opset,
+    export_spec,
+    model_metadata,
+    needs_external_data,
+)
+from paperspec.compiler.backends.onnx_weights import check_state
 from paperspec.compiler.diagnostics import UsageError
 from paperspec.compiler.ir import BlockGraph
 
@@ -55,7 +63,16 @@ class OnnxSession:
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
         self.inputs = _model_inputs(proto, self.metadata)
         self.outputs = [value.name for value in proto.graph.output]
-        self.session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=providers or default_providers())
+        self._folder = None  # a model too large for one protobuf is handed to onnxruntime as files
+        if isinstance(model, (str, bytes)):
+            source = model  # a path: onnxruntime reads external data from beside it
+        elif needs_external_data(proto):
+            self._folder = tempfile.TemporaryDirectory()
+            source = os.path.join(self._folder.name, "model.onnx")
+            save_onnx(proto, source)
+        else:
+            source = proto.SerializeToString()
+        self.session = onnxruntime.InferenceSession(source, providers=providers or default_providers())
 
     @property
     def provider(self) -> str:
@@ -93,7 +110,7 @@ def _load_model(model) -> onnx.ModelProto:
     if not os.path.isfile(model):
         raise UsageError(f"no such ONNX file: {model}")
     try:
-        return onnx.load(model)
+        return onnx.load(model, load_external_data=False)  # the header: names, types, metadata
     except Exception as error:  # noqa: BLE001 - protobuf raises several kinds for a bad file
         raise UsageError(f"{model} is not an ONNX model ({type(error).__name__})") from None
 
@@ -154,16 +171,12 @@ def read_weights(path: str) -> dict:
         raise UsageError(f"cannot read weights from {path}: {error}", "weights must be a safetensors file") from None
 
 
-PROTOBUF_LIMIT = 2 * 1024**3
-
-
 def save_onnx(proto: onnx.ModelProto, path: str, external: bool = False) -> None:
     """Writes a model atomically; weights go to `<path>.data` when asked or when the model would
     pass protobuf's 2 GB limit."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    size = sum(len(t.raw_data) for t in proto.graph.initializer)
     temporary = path + ".tmp"
-    if external or size > PROTOBUF_LIMIT:
+    if external or needs_external_data(proto):
         copy = onnx.ModelProto()
         copy.CopyFrom(proto)  # saving with external data rewrites the model it is given
         proto = copy
@@ -183,14 +196,39 @@ def save_weights(module, path: str) -> None:
     save_model(module, path)
 
 
-def export(spec, model: str | None = None, params: dict | None = None, weights=None, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """ONNX for a spec's model; `weights` is a safetensors path, a state_dict, an nn.Module or None (fresh init)."""
-    source = "the state_dict"
+EXPORT_PATHS = ("direct", "torch")
+
+
+def export(
+    spec, model: str | None = None, params: dict | None = None, weights=None, opset: int = DEFAULT_OPSET, via: str = "direct"
+) -> onnx.ModelProto:
+    """ONNX for a spec's model; `weights` is a safetensors path, a state_dict, an nn.Module or None (fresh init).
+    `via="torch"` exports the built module through torch.onnx.export(dynamo=True) instead, for comparison."""
+    if via not in EXPORT_PATHS:
+        raise UsageError(f"unknown export path {via!r}", "via is 'direct' (from the IR) or 'torch' (torch.onnx.export)")
+    source, module = "the state_dict", None
     if isinstance(weights, str):
         source, weights = weights, read_weights(weights)
     elif hasattr(weights, "state_dict"):
-        weights = weights.state_dict()
-    return export_spec(spec, model, params, weights, opset, source)
+        module, weights = weights, weights.state_dict()
+    if via == "direct":
+        return export_spec(spec, model, params, weights, opset, source)
+    return _export_via_torch(spec, model, dict(params or {}), weights, module, opset, source)
+
+
+def _export_via_torch(spec, model: str | None, params: dict, state, module, opset: int, source: str) -> onnx.ModelProto:
+    from paperspec.runtime.onnx_torch import export_via_torch
+
+    check_opset(opset)
+    model = spec.default_model(model)
+    graph = spec.graph(model, **params)
+    if state is not None:
+        check_state(graph, state, source)
+    if module is None:
+        module = spec.build(model, **params)
+        if state is not None:
+            module.load_state_dict(state, strict=False)  # safetensors keeps one key of a tie
+    return export_via_torch(spec, model, params, module, opset, model_metadata(spec, model, params, graph))
 
 
 @dataclass(frozen=True)
@@ -234,7 +272,7 @@ def verify(
     sizes: dict | None = None,
     *,
     module=None,
-    onnx_model: onnx.ModelProto | None = None,
+    onnx_model: str | onnx.ModelProto | None = None,
     tolerance: float | None = None,
     seed: int = 0,
     providers: list | None = None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 
 import onnx
@@ -19,6 +21,9 @@ from paperspec.compiler.ops.base import get_op
 DEFAULT_OPSET = 21
 MIN_OPSET = 18  # Split(num_outputs) and reductions with axes as inputs
 SEMANTICS = "inference: dropout off, batchnorm uses running stats"
+# protobuf caps a serialised model at 2 GB; past this the weights go to an external data file,
+# leaving 16 MB for the graph itself
+EXTERNAL_DATA_BYTES = 2 * 1024**3 - 2**24
 
 
 def check_opset(opset: int) -> None:
@@ -46,15 +51,17 @@ def export_graph(
     return model
 
 
+def needs_external_data(model: onnx.ModelProto) -> bool:
+    """Whether the initializers are too large to serialise the model in one protobuf (2 GB)."""
+    return sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
+
+
 def _check(model: onnx.ModelProto) -> None:
     """onnx's full checker; a model past protobuf's 2 GB limit is checked from a file with its
     weights stored beside it, since it cannot be serialised in one piece."""
-    if sum(len(t.raw_data) for t in model.graph.initializer) <= 2 * 1024**3 - 2**24:
+    if not needs_external_data(model):
         onnx.checker.check_model(model, full_check=True)
         return
-    import os
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
@@ -208,4 +215,14 @@ class BlockLowering:
             values[ValueRef(node.id, i)] = value
 
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "check_opset", "export_graph", "export_spec", "model_metadata", "symbol_sources"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "EXTERNAL_DATA_BYTES",
+    "MIN_OPSET",
+    "check_opset",
+    "export_graph",
+    "export_spec",
+    "model_metadata",
+    "needs_external_data",
+    "symbol_sources",
+]

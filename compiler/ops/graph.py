@@ -150,19 +150,20 @@ def onnx_linear(c, x: str, name: str) -> str:
 
 
 def onnx_scatter(c, messages: str, index: str, size: str, rank: int, reduce: str, dtype: str) -> str:
-    """ScatterElements of the rows of `messages` into `size` rows (an int64 [1] tensor)."""
+    """ScatterND of the rows of `messages` into `size` rows (an int64 [1] tensor). Whole rows at
+    [E, 1] indices: onnxruntime runs this ~15x faster than ScatterElements at an expanded index."""
     shape = c.node("Concat", [size, c.node("Shape", [messages], start=1)], axis=0)
-    spread = c.node("Expand", [onnx_rows(c, index, rank), c.node("Shape", [messages])])
+    rows = c.node("Unsqueeze", [index, c.const([-1], "i64")])
     if reduce == "sum":
-        return c.node("ScatterElements", [c.fill(shape, 0.0, dtype), spread, messages], axis=0, reduction="add")
+        return c.node("ScatterND", [c.fill(shape, 0.0, dtype), rows, messages], reduction="add")
     ones = c.fill(c.node("Shape", [index]), 1.0, dtype)
-    count = c.node("ScatterElements", [c.fill(size, 0.0, dtype), index, ones], axis=0, reduction="add")
+    count = c.node("ScatterND", [c.fill(size, 0.0, dtype), rows, ones], reduction="add")
     count = onnx_rows(c, count, rank)
     if reduce == "mean":
-        total = c.node("ScatterElements", [c.fill(shape, 0.0, dtype), spread, messages], axis=0, reduction="add")
+        total = c.node("ScatterND", [c.fill(shape, 0.0, dtype), rows, messages], reduction="add")
         return c.node("Div", [total, c.node("Max", [count, c.const(1.0, dtype)])])
     # Start from -inf so that negative messages win, then give rows without messages zeros.
-    highest = c.node("ScatterElements", [c.fill(shape, float("-inf"), dtype), spread, messages], axis=0, reduction="max")
+    highest = c.node("ScatterND", [c.fill(shape, float("-inf"), dtype), rows, messages], reduction="max")
     return c.node("Where", [c.node("Greater", [count, c.const(0.0, dtype)]), highest, c.const(0.0, dtype)])
 
 

@@ -209,7 +209,7 @@ def test_onnx_symbolic_dims_stay_dynamic():
     proto = export_spec(model_spec(f"{GRAPH}; out h = gnn_layer(x, edge_index, 4)"))
     dims = {value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim] for value in proto.graph.input}
     assert dims == {"x": ["N", 3], "edge_index": [2, "E"]}
-    assert {"h/Gather", "h/ScatterElements", "h.relu/Relu"} <= {node.name for node in proto.graph.node}
+    assert {"h/Gather", "h/ScatterND", "h.relu/Relu"} <= {node.name for node in proto.graph.node}
 
 
 # ---- errors ----
