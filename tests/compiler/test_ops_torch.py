@@ -400,6 +400,8 @@ TESTED_ELSEWHERE = {
     "fixed_point": "test_solvers.py",
     "odeint": "test_solvers.py",
     "scan": "test_solvers.py",
+    "linear_scan": "test_recurrent.py",
+    "delta_rule": "test_recurrent.py",
     "gather_nodes": "test_graph_ops.py",
     "scatter": "test_graph_ops.py",
     "graph_pool": "test_graph_ops.py",

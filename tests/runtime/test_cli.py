@@ -21,6 +21,7 @@ SMALL = {
     "icl_attention.pspec": ["--set", "d=8", "--set", "heads=2", "--set", "layers=2"],
     "progressive_distillation.pspec": ["--set", "inputs=6", "--set", "width=5"],
     "edge_gnn.pspec": ["--model", "EdgeGNN", "--set", "width=8", "--set", "layers=3"],
+    "lrnn_parity.pspec": ["--model", "DeltaNet", "--set", "d=8", "--set", "hidden=12"],
 }
 BROKEN = """model Broken(d: int = 8) {
   in  x: f32[B, d]
