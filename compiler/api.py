@@ -42,6 +42,11 @@ class Spec:
         return self.unit.spec.cites
 
     @property
+    def quick(self) -> bool:
+        """Loaded for a quick run: `quick` is true in data declarations and train bodies."""
+        return self.compiler.quick
+
+    @property
     def source_hash(self) -> str:
         return self.unit.spec.source_hash
 
@@ -157,12 +162,13 @@ def _execute(source: str, filename: str) -> dict:
     return module.__dict__
 
 
-def load(path: str) -> Spec:
-    """Parses a spec file (and its imports); errors are SpecError with a location."""
-    compiler = Compiler()
+def load(path: str, quick: bool = False) -> Spec:
+    """Parses a spec file (and its imports); errors are SpecError with a location. With
+    `quick`, procedures see `quick = true` (smaller settings for a fast end-to-end run)."""
+    compiler = Compiler(quick)
     return Spec(compiler.load(path), compiler)
 
 
-def loads(text: str, path: str = "<string>") -> Spec:
-    compiler = Compiler()
+def loads(text: str, path: str = "<string>", quick: bool = False) -> Spec:
+    compiler = Compiler(quick)
     return Spec(compiler.load_text(text, path), compiler)

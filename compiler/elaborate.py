@@ -108,7 +108,8 @@ class CompilationUnit:
 class Compiler:
     """Loads spec files and elaborates models; caches one graph per distinct block instantiation."""
 
-    def __init__(self):
+    def __init__(self, quick: bool = False):
+        self.quick = quick  # the value of `quick` in data declarations and train bodies
         self.units: dict[str, CompilationUnit] = {}
         self.loading: list[str] = []
         self.graphs: dict = {}

@@ -178,7 +178,7 @@ class ProcedureElaborator:
     def _scope(self):
         from paperspec.compiler.elaborate import Scope
 
-        values = {}
+        values = {"quick": self.compiler.quick}
         for name in self.definition.after:
             if name not in self.done:
                 raise SpecError(f"`{self.definition.name}` runs after unknown procedure `{name}`", self.definition.span, did_you_mean(name, self.done))
@@ -494,7 +494,7 @@ def elaborate_procedures(compiler, unit) -> tuple:
     """All procedures of a spec file in dependency order, and its claims."""
     from paperspec.compiler.elaborate import BlockElaborator, Scope
 
-    evaluator = BlockElaborator(compiler, unit, None, Scope({}), None, None, [])
+    evaluator = BlockElaborator(compiler, unit, None, Scope({"quick": compiler.quick}), None, None, [])
     data_decls = {}
     for decl in unit.spec.data:
         if decl.name in data_decls:

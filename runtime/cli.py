@@ -56,12 +56,12 @@ def _sizes(args) -> dict:
     return sizes
 
 
-def _load(path: str):
+def _load(path: str, quick: bool = False):
     from paperspec import load
 
     if not os.path.isfile(path):
         raise CommandError(f"no such spec file: {path}")
-    return load(path)
+    return load(path, quick=quick)
 
 
 def cmd_check(args) -> int:
@@ -166,10 +166,10 @@ def cmd_train(args) -> int:
     from paperspec.runtime.train import Trainer
 
     if args.nproc > 1 and not current_world().distributed:
-        spec = _load(args.file)
+        spec = _load(args.file, args.quick)
         spec.procedure(args.procedure)  # report spec errors once, before starting workers
         return launch(_without_nproc(sys.argv[1:] if args.argv is None else args.argv), args.nproc)
-    spec = _load(args.file)
+    spec = _load(args.file, args.quick)
     trainer = Trainer(spec, args.procedure, device=args.device, out_root=args.out, steps=args.steps, progress=_progress(args))
     result = trainer.run(resume=args.resume)
     if current_world().main:
@@ -193,7 +193,7 @@ def cmd_reproduce(args) -> int:
     from paperspec.runtime.claims import check_claims, format_claims
     from paperspec.runtime.train import Trainer
 
-    spec = _load(args.file)
+    spec = _load(args.file, args.quick)
     procedures = spec.procedures()
     claims = spec.claims()
     if not procedures:
@@ -204,6 +204,8 @@ def cmd_reproduce(args) -> int:
         trainer = Trainer(spec, name, device=args.device, out_root=args.out, steps=args.steps, progress=_progress(args), teacher_runs=teacher_runs)
         runs[name] = trainer.run()
         _print_result(runs[name])
+    if args.quick:
+        return _check_improvement(runs, len(claims))
     if not claims:
         print("no `expect` claims to check")
         return 0
@@ -212,6 +214,21 @@ def cmd_reproduce(args) -> int:
     print(format_claims(results))
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} passed, {failed} failed")
+    return EXIT_SPEC_ERROR if failed else 0
+
+
+def _check_improvement(runs: dict, claims: int) -> int:
+    """A quick run's verdict: every procedure that trains ends with a lower loss than it began."""
+    print()
+    failed = 0
+    for name, result in runs.items():
+        if result.improved is None:
+            print(f"{name}: evaluation only")
+            continue
+        failed += not result.improved
+        verdict = "improved" if result.improved else "DID NOT IMPROVE (not beyond minibatch noise)"
+        print(f"{name}: training loss {result.first_loss:.4g} -> {result.last_loss:.4g} (first and last quarter of the steps)  {verdict}")
+    print(f"quick run: {_count(claims, 'claim')} not checked (run without --quick to check them)")
     return EXIT_SPEC_ERROR if failed else 0
 
 
@@ -242,35 +259,30 @@ def _checkpoint_params(spec, args) -> dict:
 
 
 def cmd_export(args) -> int:
-    from paperspec.compiler.backends.onnx import check_opset, export_spec
-    from paperspec.runtime.onnx import VerificationError, read_weights, verify
+    from paperspec.compiler.backends.onnx import check_opset, needs_external_data
+    from paperspec.runtime.onnx import VerificationError, export, read_weights, verify
 
     check_opset(args.opset)
     spec = _load(args.file)
     params, sizes = _params(args) or _checkpoint_params(spec, args), _sizes(args)
     module = spec.build(args.model, **params)
     if args.weights:
-        state = read_weights(args.weights)
-        proto = export_spec(spec, args.model, params, state, args.opset, args.weights)  # checks that they fit
-        module.load_state_dict(state, strict=False)
+        proto = export(spec, args.model, params, args.weights, args.opset, via=args.via)  # checks that they fit
+        module.load_state_dict(read_weights(args.weights), strict=False)
     else:
-        proto = export_spec(spec, args.model, params, module.state_dict(), args.opset)
-    if args.via == "torch":
-        from paperspec.compiler.backends.onnx import model_metadata
-        from paperspec.runtime.onnx_torch import export_via_torch
-
-        metadata = model_metadata(spec, spec.default_model(args.model), params, spec.graph(args.model, **params))
-        proto = export_via_torch(spec, args.model, params, module, args.opset, metadata)
-    _write_onnx(proto, args.output, args.external_data)
+        proto = export(spec, args.model, params, module, args.opset, via=args.via)
+    external = args.external_data or needs_external_data(proto)
+    _write_onnx(proto, args.output, external)
     weights = args.weights or "a fresh initialisation (no --weights)"
     print(
-        f"wrote {args.output} ({'torch.onnx.export' if args.via == 'torch' else 'direct from the IR'}): opset {args.opset}, "
+        f"wrote {args.output}{f' and {args.output}.data' if external else ''} "
+        f"({'torch.onnx.export' if args.via == 'torch' else 'direct from the IR'}): opset {args.opset}, "
         f"{len(proto.graph.node)} nodes, {len(proto.graph.initializer)} initializers, weights from {weights}"
     )
     if not args.verify:
         return 0
     try:
-        report = verify(spec, args.model, params, sizes, module=module, onnx_model=proto)
+        report = verify(spec, args.model, params, sizes, module=module, onnx_model=args.output)  # the file as written
     except VerificationError as error:
         print(error.report.format())
         return EXIT_SPEC_ERROR
@@ -384,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--steps", type=_positive_int, help="stop each procedure after this many steps")
         sub.add_argument("--out", default="runs", help="folder for runs (default: runs/)")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        sub.add_argument(
+            "--quick", action="store_true",
+            help="the spec's quick settings (`quick` is true): checks the run works and training improves, not the claims",
+        )
 
     train = commands.add_parser("train", help="run a training procedure of a spec")
     train.add_argument("file", metavar="FILE")

@@ -42,6 +42,9 @@ class RunResult:
     metrics: dict  # the last evaluation: metric -> value
     history: list = field(default_factory=list)  # every evaluation: {"step": n, metric: value}
     train_loss: float = math.nan  # mean training loss over the last 50 steps
+    first_loss: float = math.nan  # mean training loss over the first quarter of the steps
+    last_loss: float = math.nan  # mean training loss over the last quarter
+    improved: bool | None = None  # last quarter lower than the first by more than its noise (None: not trained)
 
 
 class Trainer:
@@ -158,7 +161,8 @@ class Trainer:
                 finish()
         metrics = self.history[-1] if self.history and self.history[-1]["step"] == step else self.evaluate(step)
         self.checkpoint(step, metrics, self.final_state)
-        return RunResult(self.procedure.name, self.run_dir, step, metrics, self.history, _mean(self.losses[-50:]))
+        first, last, improved = loss_trend(self.losses) if not resume else (math.nan, math.nan, None)  # resumed: first losses gone
+        return RunResult(self.procedure.name, self.run_dir, step, metrics, self.history, _mean(self.losses[-50:]), first, last, improved)
 
     def restore(self) -> tuple:
         """(step, training state) of the run's last checkpoint, whose weights are loaded; the
@@ -426,13 +430,32 @@ def _models_used(graph) -> set:
 
 
 def spec_label(spec) -> str:
-    return spec.name or Path(spec.path).stem
+    """The runs folder of a spec; quick runs keep apart so a full run never reads their weights."""
+    label = spec.name or Path(spec.path).stem
+    return label + "-quick" if getattr(spec, "quick", False) else label
 
 
 def latest_run(out_root: Path, spec, procedure: str) -> Path | None:
     folder = Path(out_root) / spec_label(spec) / procedure
     runs = sorted(p for p in folder.glob("*") if p.is_dir()) if folder.exists() else []
     return runs[-1] if runs else None
+
+
+def loss_trend(losses: list) -> tuple:
+    """(mean of the first quarter, mean of the last quarter, whether training improved): the last
+    quarter must be lower by more than twice the standard error of the difference, so minibatch
+    noise around a flat loss does not count."""
+    if len(losses) < 2:
+        return math.nan, math.nan, None
+    quarter = max(1, len(losses) // 4)
+    first, last = losses[:quarter], losses[-quarter:]
+    noise = math.sqrt(_variance(first) / len(first) + _variance(last) / len(last))
+    return _mean(first), _mean(last), _mean(last) < _mean(first) - 2 * noise
+
+
+def _variance(values: list) -> float:
+    mean = _mean(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
 
 
 def _mean(values: list) -> float:
