@@ -43,7 +43,23 @@ def _icl_fields(args: dict) -> dict:
         "target": Field("f32", ()),
         "xs": Field("f32", ("N", dim)),
         "ys": Field("f32", ("N",)),
+        "ridge": Field("f32", ()),
     }
+
+
+def bayes_prediction(xs: np.ndarray, ys: np.ndarray, noise: float) -> np.ndarray:
+    """The posterior-mean prediction of y_q from the context (the Bayes-optimal estimator under
+    squared loss): ridge regression with lambda = noise^2 * dim, the prior w ~ N(0, I/dim)
+    against N(0, noise^2) label noise; the least-norm fit when there is no noise."""
+    context, query, labels = xs[:, :-1], xs[:, -1], ys[:, :-1]
+    dim = xs.shape[-1]
+    gram = np.einsum("bnd,bne->bde", context, context)
+    moment = np.einsum("bnd,bn->bd", context, labels)
+    if noise > 0:
+        w = np.linalg.solve(gram + noise**2 * dim * np.eye(dim), moment[..., None])[..., 0]
+    else:
+        w = np.einsum("bde,be->bd", np.linalg.pinv(gram), moment)
+    return np.einsum("bd,bd->b", w, query)
 
 
 def _icl_sampler(args: dict) -> NumpyStreamSampler:
@@ -56,7 +72,7 @@ def _icl_sampler(args: dict) -> NumpyStreamSampler:
         ys = np.einsum("bnd,bd->bn", xs, w) + noise * rng.standard_normal((batch_size, count))
         tokens = np.concatenate([xs, ys[..., None]], axis=-1)
         tokens[:, -1, -1] = 0.0  # the query token hides its answer
-        return {"tokens": tokens, "target": ys[:, -1], "xs": xs, "ys": ys}
+        return {"tokens": tokens, "target": ys[:, -1], "xs": xs, "ys": ys, "ridge": bayes_prediction(xs, ys, noise)}
 
     sampler = NumpyStreamSampler(draw, _icl_fields(args))
     sampler.covariance = root @ root.T
@@ -86,7 +102,8 @@ register_generator(
     "Q diag(lambda) Q^T ('anisotropic') with lambda_i proportional to 1/i, mean 1, and a "
     "rotation Q fixed by `seed`. Fields: tokens f32[N, dim + 1] (rows (x_i, y_i), the last "
     "(x_q, 0)), target f32[] (y_q), xs f32[N, dim] and ys f32[N] (all N, the query last) for "
-    "baselines. The sampler exposes `.covariance`.",
+    "baselines, and ridge f32[] (the Bayes-optimal prediction of y_q: ridge with lambda = "
+    "noise^2 * dim). The sampler exposes `.covariance`.",
     validate=_icl_problem,
     symbols=lambda args: {"N": args["points"] + 1},
 )

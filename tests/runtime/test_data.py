@@ -338,6 +338,25 @@ def test_icl_regression_query_follows_least_squares_from_the_context():
         assert abs(x[-1] @ w - y[-1]) < 1e-4
 
 
+def test_icl_ridge_field_is_the_posterior_mean_and_beats_other_ridges():
+    dim, points, noise = 4, 6, 0.5
+    batch = draw("linear_regression_icl", 3000, dim=dim, points=points, noise=noise)
+    xs, ys = batch["xs"].astype(np.float64), batch["ys"].astype(np.float64)
+
+    def ridge(lam: float) -> np.ndarray:
+        return np.array([x[-1] @ np.linalg.solve(x[:-1].T @ x[:-1] + lam * np.eye(dim), x[:-1].T @ y[:-1]) for x, y in zip(xs, ys, strict=True)])
+
+    best = noise**2 * dim  # prior precision dim, noise precision 1 / noise^2
+    assert np.allclose(batch["ridge"], ridge(best), atol=1e-4)
+    risk = {lam: ((ridge(lam) - ys[:, -1]) ** 2).mean() for lam in (best / 8, best, best * 8)}
+    assert risk[best] < risk[best / 8] and risk[best] < risk[best * 8]
+
+
+def test_icl_ridge_without_noise_interpolates_the_context():
+    batch = draw("linear_regression_icl", 32, dim=3, points=8)
+    assert np.allclose(batch["ridge"], batch["target"], atol=1e-4)
+
+
 def test_icl_regression_targets_have_unit_signal_variance_plus_noise():
     batch = draw("linear_regression_icl", 4000, dim=8, points=3, noise=0.5)
     # E[y^2] = E[w^T Sigma w] + noise^2 = trace(Sigma) / dim + 0.25 = 1.25.
