@@ -8,7 +8,7 @@ $(BIN)/paperspec: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU wheel first: an unpinned torch requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,onnx-torch]'
 	touch $@
 
 install: $(BIN)/paperspec
@@ -21,8 +21,13 @@ demo: install
 	$(BIN)/paperspec reproduce specs/transformer.pspec --out out/runs
 	$(BIN)/paperspec export specs/transformer.pspec --model GPT --weights $$(ls -d out/runs/gpt/lm/*/ | tail -1) --verify -o out/gpt.onnx
 
+# Every spec's full reproduction; regenerates the claims table in docs/REPRODUCTIONS.md.
 reproduce: install
-	for spec in specs/*.pspec; do $(BIN)/paperspec reproduce $$spec --out runs || exit 1; done
+	$(BIN)/paperspec reproduce specs/*.pspec --quiet --report docs/REPRODUCTIONS.md
+
+# Every spec end to end at its quick settings (what CI runs, inside `make test`).
+reproduce-quick: install
+	$(BIN)/paperspec reproduce specs/*.pspec --quick --quiet --out runs
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -37,5 +42,6 @@ bench: install
 	$(BIN)/python bench/onnx_export.py
 	$(BIN)/python bench/onnx_inference.py
 	$(BIN)/python bench/message_passing.py
+	$(BIN)/python bench/linear_scan.py
 
-.PHONY: install demo test lint bench reproduce
+.PHONY: install demo test lint bench reproduce reproduce-quick

@@ -190,31 +190,60 @@ def _without_nproc(argv: list) -> list:
 
 
 def cmd_reproduce(args) -> int:
+    """Reproduces each spec in turn; exit 1 if a claim fails (or, with --quick, a run does not
+    improve). With --report, the claims table in that Markdown file is regenerated."""
+    from paperspec.runtime.report import write_report
+
+    reports, failed = [], 0
+    for index, path in enumerate(args.files):
+        if len(args.files) > 1:
+            print(f"{chr(10) if index else ''}== {path}")
+        try:
+            report, spec_failed = _reproduce(path, args)
+        except (CommandError, *_spec_or_training_error()) as error:
+            if len(args.files) == 1:
+                raise
+            _print_error(error)  # one broken spec does not stop the others
+            report, spec_failed = None, 1
+        failed += spec_failed
+        if report is not None:
+            reports.append(report)
+    if args.report and reports:
+        write_report(args.report, reports)
+        print(f"\nwrote the claims of {_count(len(reports), 'spec')} to {args.report}")
+    return EXIT_SPEC_ERROR if failed else 0
+
+
+def _reproduce(path: str, args) -> tuple:
+    """(SpecReport or None for a quick run, number of failures) for one spec file."""
     from paperspec.runtime.claims import check_claims, format_claims
+    from paperspec.runtime.report import SpecReport
     from paperspec.runtime.train import Trainer
 
-    spec = _load(args.file, args.quick)
+    spec = _load(path, args.quick)
     procedures = spec.procedures()
     claims = spec.claims()
     if not procedures:
-        raise CommandError(f"{args.file} has no `train` procedure to reproduce")
+        raise CommandError(f"{path} has no `train` procedure to reproduce")
+    wall, cpu = time.perf_counter(), time.process_time()
     runs: dict = {}
     for name in procedures:
         teacher_runs = {n: r.run_dir for n, r in runs.items()}
         trainer = Trainer(spec, name, device=args.device, out_root=args.out, steps=args.steps, progress=_progress(args), teacher_runs=teacher_runs)
         runs[name] = trainer.run()
         _print_result(runs[name])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if args.quick:
-        return _check_improvement(runs, len(claims))
+        return None, _check_improvement(runs, len(claims))
     if not claims:
         print("no `expect` claims to check")
-        return 0
+        return None, 0
     results = check_claims(claims, runs)
     print()
     print(format_claims(results))
     failed = sum(not r.passed for r in results)
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return EXIT_SPEC_ERROR if failed else 0
+    print(f"{len(results) - failed} passed, {failed} failed  ({wall:.1f} s wall, {cpu:.1f} s CPU)")
+    return SpecReport(path, spec.cites, results, wall, cpu, runs), failed
 
 
 def _check_improvement(runs: dict, claims: int) -> int:
@@ -229,7 +258,19 @@ def _check_improvement(runs: dict, claims: int) -> int:
         verdict = "improved" if result.improved else "DID NOT IMPROVE (not beyond minibatch noise)"
         print(f"{name}: training loss {result.first_loss:.4g} -> {result.last_loss:.4g} (first and last quarter of the steps)  {verdict}")
     print(f"quick run: {_count(claims, 'claim')} not checked (run without --quick to check them)")
-    return EXIT_SPEC_ERROR if failed else 0
+    return failed
+
+
+def _spec_or_training_error() -> tuple:
+    from paperspec.compiler.diagnostics import SpecError, UsageError
+
+    return (SpecError, UsageError, _training_error())
+
+
+def _print_error(error: Exception) -> None:
+    from paperspec.compiler.diagnostics import SpecError
+
+    print(error.format() if isinstance(error, SpecError) else f"paperspec: error: {error}", file=sys.stderr)
 
 
 def _progress(args):
@@ -410,7 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     reproduce = commands.add_parser("reproduce", help="run every procedure in order and check the `expect` claims")
-    reproduce.add_argument("file", metavar="FILE")
+    reproduce.add_argument("files", nargs="+", metavar="FILE")
+    reproduce.add_argument(
+        "--report", metavar="FILE.md",
+        help="regenerate the claims table in this Markdown file (rows of other specs stay)",
+    )
     run_options(reproduce)
     reproduce.set_defaults(run=cmd_reproduce)
 
