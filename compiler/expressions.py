@@ -289,6 +289,7 @@ class ExpressionEvaluator:
             self.attach_instance(instance, graph, expr)
             mapping = bind_call_dims(graph, list(types))
             call.derived[f"{name}_outputs"] = [graph.type_of(ref).substitute(mapping) for _, ref, _ in graph.outputs]
+            call.derived[f"{name}_graph"] = graph  # backends lower the block where the op needs it
             bound[name] = ModuleRef(instance.module)
             call.args[name] = ModuleRef(instance.module)
 

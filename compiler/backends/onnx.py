@@ -193,6 +193,13 @@ class BlockLowering:
 
         return BlockLowering(self.builder, item or self.scope(f"repeat.{index}"), modules, self.symbols)
 
+    def lower_block_arg(self, node: Node, arg: str, names: list, builder: GraphBuilder) -> list:
+        """The block an op takes as `arg` (a ModuleRef), lowered on the value names `names`."""
+        graph = node.derived[f"{arg}_graph"]
+        path = self.modules(node.call.args[arg].name)
+        inputs = {ValueRef(spec.node): name for spec, name in zip(graph.inputs, names, strict=True)}
+        return BlockLowering(builder, path, lambda name: f"{path}.{torch_key(name)}").run(graph, inputs)
+
     def lower_op(self, node: Node, values: dict) -> None:
         opdef = get_op(node.op)
         if opdef.not_exportable:
@@ -207,7 +214,10 @@ class BlockLowering:
                 inputs[name] = tuple(values[v] for v in value)
         module = self.modules(node.module) if node.module else None
         scope = module or self.scope(identifier(node.op))
-        call = OnnxCall(self.builder, inputs, dict(node.call.args), node.derived, node.types, scope, module, node.call, self.symbols)
+        call = OnnxCall(
+            self.builder, inputs, dict(node.call.args), node.derived, node.types, scope, module, node.call, self.symbols,
+            lambda arg, names, builder: self.lower_block_arg(node, arg, names, builder),
+        )
         results = opdef.onnx(call)
         results = [results] if isinstance(results, str) else list(results)
         assert len(results) == len(node.types), f"{node.op} lowering gave {len(results)} outputs for {len(node.types)}"

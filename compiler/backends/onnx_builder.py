@@ -37,6 +37,14 @@ class GraphBuilder:
         self._constants: dict[tuple, str] = {}
         self._dims: dict[tuple, str] = {}
 
+    def child(self) -> GraphBuilder:
+        """A builder for a subgraph (a Scan or Loop body): its own nodes, constants and dims,
+        names unique across the whole model, weights from the same initializers."""
+        child = GraphBuilder(self.opset, self._weights)
+        child._taken = self._taken
+        child.initializers = self.initializers
+        return child
+
     def unique(self, base: str) -> str:
         name, suffix = base, 1
         while name in self._taken:
@@ -149,6 +157,8 @@ class OnnxCall:
     module: str | None  # state_dict prefix of the op's submodule
     call: object = None  # the OpCall the shape rule saw
     symbols: dict = field(default_factory=dict)  # the block's symbolic dims -> (value name, axis)
+    # (block argument, input value names, builder) -> the block's output names, emitted into builder
+    lower_block: Callable | None = None
 
     def __getitem__(self, name: str):
         return self.inputs[name]
@@ -192,6 +202,30 @@ class OnnxCall:
         if name in self.inputs:
             return self.cast(self.inputs[name], value.dtype, dtype)
         return self.const(value, dtype)
+
+    def block(self, arg: str, inputs: list, builder: GraphBuilder | None = None) -> list:
+        """Emits the block passed as `arg` on `inputs` (into a subgraph's builder if given, else
+        inline); returns the names of its outputs."""
+        return self.lower_block(arg, inputs, builder or self.builder)
+
+    def block_body(self, arg: str, inputs: list, input_types: list, extra_outputs: int = 0) -> tuple:
+        """A subgraph (Scan/Loop body) running the block `arg`: (GraphProto, output names).
+        The body's inputs are `inputs` with `input_types` (TensorTypes); its outputs are the
+        block's outputs, each through an Identity so no body output is also a body input; with
+        `extra_outputs`, the last block output is repeated that many more times (e.g. a Scan that
+        stacks the state it carries)."""
+        child = self.builder.child()
+        results = self.block(arg, inputs, child)
+        results = results + [results[-1]] * extra_outputs
+        outputs = [child.node("Identity", [value], f"{self.scope}/body")[0] for value in results]
+        types = self.derived[f"{arg}_outputs"]
+        types = types + [types[-1]] * extra_outputs
+        graph = helper.make_graph(
+            child.nodes, self.builder.unique(f"{self.scope}/body"),
+            [helper.make_tensor_value_info(n, ONNX_DTYPES[t.dtype], None) for n, t in zip(inputs, input_types, strict=True)],
+            [helper.make_tensor_value_info(n, ONNX_DTYPES[t.dtype], None) for n, t in zip(outputs, types, strict=True)],
+        )
+        return graph, outputs
 
     def activation(self, op: str, x: str, x_type) -> str:
         """Applies a registered activation (with its default arguments) through its own lowering."""

@@ -214,6 +214,23 @@ def _scan(call):
     return [stacked, h0]
 
 
+def _scan_onnx(c) -> list:
+    """An ONNX Scan whose body is the block; it steps along axis 0 (the only scan axis some
+    runtimes implement), so x's scanned dim moves to the front and the outputs' back."""
+    x_type, h_type = c.values["x"], c.values["h0"]
+    rank, axis = x_type.rank, c.values["dim"] % x_type.rank
+    x = c["x"] if axis == 0 else c.node("Transpose", [c["x"]], perm=[axis] + [i for i in range(rank) if i != axis])
+    step_type = x_type.with_shape(x_type.shape[:axis] + x_type.shape[axis + 1 :])
+    names = [c.builder.unique(f"{c.scope}/body/h"), c.builder.unique(f"{c.scope}/body/x_t")]
+    single = len(c.derived["f_outputs"]) == 1  # f gives only the next state: the state is also the output
+    body, _ = c.block_body("f", names, [h_type, step_type], extra_outputs=1 if single else 0)
+    last, ys = c.node("Scan", [c["h0"], x], outputs=2, body=body, num_scan_inputs=1)
+    out_rank = c.out_types[0].rank
+    if axis != 0:
+        ys = c.node("Transpose", [ys], perm=list(range(1, axis + 1)) + [0] + list(range(axis + 1, out_rank)))
+    return [ys, last]
+
+
 register(
     "scan",
     "f: block, h0: tensor, x: tensor, dim: int = 1",
@@ -223,5 +240,5 @@ register(
     category="solver",
     torch_helpers=(("scan", _SCAN_HELPER),),
     block_inputs=_scan_inputs,
-    not_exportable="a general recurrence would export as an ONNX Scan with the block as its body; not implemented yet",
+    onnx=_scan_onnx,
 )
