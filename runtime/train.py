@@ -463,8 +463,11 @@ def _mean(values: list) -> float:
 
 
 def _append_history(run_dir: Path, record: dict) -> None:
+    """One evaluation as a JSON line and a CSV row; a value that is not finite (the training loss
+    of an evaluation-only run, a diverged metric) is null in JSON, which has no NaN."""
+    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
     with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps(finite, allow_nan=False) + "\n")
     path = run_dir / "metrics.csv"
     new = not path.exists()
     with open(path, "a", newline="", encoding="utf-8") as handle:
@@ -483,7 +486,8 @@ def _write_history(run_dir: Path, records: list) -> None:
 
 def _read_history(run_dir: Path) -> list:
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [{k: math.nan if v is None else v for k, v in record.items()} for record in records]
 
 
 class _Progress:

@@ -422,6 +422,27 @@ def test_without_an_interval_evaluation_runs_once_at_the_end(tmp_path):
     assert len((result.run_dir / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_an_evaluation_only_run_writes_valid_json_with_a_null_training_loss(tmp_path):
+    text = LINE + """
+    train fit {
+      model net = Line()
+      data teacher_data
+      loss mse(net(batch.x), batch.y)
+      optimizer sgd(lr = 0.1)
+      steps 5
+    }
+    train check after fit {
+      eval on teacher_data { err = mse(fit.net(batch.x), batch.y) }
+    }
+    """
+    spec = write(tmp_path, text)
+    run(spec, tmp_path, name="fit")
+    result = run(spec, tmp_path, name="check")
+    (line,) = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    record = json.loads(line)  # strict JSON: no NaN
+    assert record["train_loss"] is None and record["step"] == 0 and record["err"] > 0
+
+
 CLAIMS = LINE + """
 train fit {
   model net = Line()
