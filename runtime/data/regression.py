@@ -145,3 +145,53 @@ register_generator(
     "w* ~ N(0, I/dim) fixed by `seed`. The sampler exposes `.teacher`.",
     validate=_teacher_problem,
 )
+
+
+def linear_map_teacher(inputs: int, outputs: int, decay: float, seed: int) -> np.ndarray:
+    """W = U diag(s) V^T with random orthonormal U, V fixed by `seed` and s_i proportional to
+    decay^i, scaled so that E ||W x||^2 / outputs = 1 for x ~ N(0, I)."""
+    rng = task_rng(seed, "linear_map")
+    rank = min(inputs, outputs)
+    u = random_rotation(outputs, rng)[:, :rank]
+    v = random_rotation(inputs, rng)[:, :rank]
+    strengths = decay ** np.arange(rank)
+    strengths *= np.sqrt(outputs / np.sum(strengths**2))
+    return (u * strengths) @ v.T
+
+
+def _map_fields(args: dict) -> dict:
+    return {"x": Field("f32", (args["inputs"],)), "y": Field("f32", (args["outputs"],))}
+
+
+def _map_sampler(args: dict) -> NumpyStreamSampler:
+    teacher, noise = linear_map_teacher(args["inputs"], args["outputs"], args["decay"], args["seed"]), args["noise"]
+
+    def draw(batch_size: int, rng: np.random.Generator) -> dict:
+        x = rng.standard_normal((batch_size, teacher.shape[1]))
+        return {"x": x, "y": x @ teacher.T + noise * rng.standard_normal((batch_size, teacher.shape[0]))}
+
+    sampler = NumpyStreamSampler(draw, _map_fields(args))
+    sampler.teacher = teacher
+    return sampler
+
+
+def _map_problem(args: dict) -> str | None:
+    if args["inputs"] < 1 or args["outputs"] < 1:
+        return f"linear_map needs inputs >= 1 and outputs >= 1, got {args['inputs']} and {args['outputs']}"
+    if not 0 < args["decay"] <= 1:
+        return f"decay is the ratio of successive singular values, in (0, 1]; got {args['decay']}"
+    return _noise_problem(args) or seed_problem(args)
+
+
+register_generator(
+    "linear_map",
+    "inputs: int, outputs: int, decay: float = 0.5, noise: float = 0.0, seed: int = 0",
+    _map_fields,
+    _map_sampler,
+    "A linear teacher map with a graded spectrum, the input-output correlation of Saxe et al. 2014 "
+    "('Exact solutions to the nonlinear dynamics of learning in deep linear neural networks'): "
+    "x ~ N(0, I) as f32[inputs], y = W x + noise * N(0, I) as f32[outputs], W = U diag(s) V^T with "
+    "random orthonormal U, V fixed by `seed` and singular values s_i proportional to decay^i, "
+    "scaled so the mean squared output is 1 (the loss of predicting 0). The sampler exposes `.teacher`.",
+    validate=_map_problem,
+)

@@ -22,6 +22,7 @@ SMALL = {
     "progressive_distillation.pspec": ["--set", "inputs=6", "--set", "width=5"],
     "edge_gnn.pspec": ["--model", "EdgeGNN", "--set", "width=8", "--set", "layers=3"],
     "lrnn_parity.pspec": ["--model", "DeltaNet", "--set", "d=8", "--set", "hidden=12"],
+    "deep_linear.pspec": ["--set", "dim=4", "--set", "depth=3"],
 }
 BROKEN = """model Broken(d: int = 8) {
   in  x: f32[B, d]

@@ -25,6 +25,7 @@ SYNTHETIC_CASES = [
     ("pcfg", {"length": 48, "depth": 3}),
     ("modular_arithmetic", {"modulus": 11}),
     ("linear_regression_icl", {"dim": 3, "points": 7, "covariance": "anisotropic"}),
+    ("linear_map", {"inputs": 5, "outputs": 3}),
     ("gaussian_mixture", {"dim": 3, "components": 4}),
     ("two_moons", {}),
     ("eight_gaussians", {}),
@@ -104,6 +105,8 @@ def test_bind_rejects_unknown_missing_and_invalid_arguments():
         ("modular_arithmetic", {"modulus": 12, "op": "div"}, "prime modulus"),
         ("modular_arithmetic", {"train_fraction": 1.0}, "split of .* empty"),
         ("linear_regression_icl", {"dim": 2, "points": 4, "covariance": "skewed"}, "covariance"),
+        ("linear_map", {"inputs": 3, "outputs": 2, "decay": 1.5}, "decay"),
+        ("linear_map", {"inputs": 0, "outputs": 2}, "inputs >= 1"),
         ("gaussian_mixture", {"components": 2, "weights": (1.0, 2.0, 3.0)}, "list of 2 numbers"),
         ("pcfg", {"length": 8, "seed": -1}, "seed must be >= 0"),
     ]
@@ -373,6 +376,18 @@ def test_icl_anisotropic_covariance_has_the_documented_spectrum():
     assert np.allclose(np.cov(xs.T), sampler.covariance, atol=0.05)
     isotropic = draw("linear_regression_icl", 2000, dim=dim, points=9)["xs"].reshape(-1, dim)
     assert np.allclose(np.cov(isotropic.T), np.eye(dim), atol=0.05)
+
+
+def test_linear_map_has_the_graded_spectrum_and_unit_output_power():
+    sampler = make_sampler("linear_map", inputs=6, outputs=4, decay=0.5, seed=2)
+    singular = np.linalg.svd(sampler.teacher, compute_uv=False)
+    assert np.allclose(singular[1:] / singular[:-1], 0.5)
+    assert np.isclose(np.sum(singular**2), 4)  # E ||W x||^2 / outputs = 1
+    batch = draw("linear_map", 4000, inputs=6, outputs=4, decay=0.5, seed=2)
+    assert np.allclose(batch["y"], batch["x"] @ sampler.teacher.T, atol=1e-5)
+    assert abs((batch["y"] ** 2).mean() - 1) < 0.08
+    other = make_sampler("linear_map", inputs=6, outputs=4, decay=0.5, seed=3)
+    assert not np.allclose(other.teacher, sampler.teacher)
 
 
 def test_linear_teacher_is_exact_without_noise_and_fixed_by_seed():
