@@ -174,6 +174,11 @@ class Trainer:
         except (ValueError, FileNotFoundError) as error:
             raise TrainingError(f"cannot resume `{self.procedure.name}` from {folder}: {error}") from None
         start_step = meta["step"]
+        if meta.get("spec_hash", self.spec.source_hash) != self.spec.source_hash:
+            raise TrainingError(
+                f"the spec changed after `{self.procedure.name}` wrote its checkpoint at step {start_step}, and resuming would "
+                f"mix two procedures; {self.run_dir / 'spec.pspec'} is the spec that run used: restore it, or start a new run without --resume"
+            )
         if self.max_steps is not None and self.max_steps < start_step:
             raise TrainingError(f"`{self.procedure.name}` is already at step {start_step} in {self.run_dir}; --steps {self.max_steps} would go back")
         self.losses = state["recent_losses"].tolist() if "recent_losses" in state else []

@@ -151,6 +151,9 @@ def test_resume_problems_are_training_errors(tmp_path):
     wider = write(tmp_path, RESUMABLE.replace("MLP(p = 0.2)", "MLP(p = 0.2, width = 12)"))
     with pytest.raises(TrainingError, match="cannot resume `fit` from .*step_0000016: .*do not fit model `net`"):
         run(wider, tmp_path, resume=True)
+    changed = write(tmp_path, RESUMABLE.replace("phase two { steps 12;", "phase two { steps 20;"))
+    with pytest.raises(TrainingError, match="the spec changed after `fit` wrote its checkpoint at step 16.*spec.pspec is the spec"):
+        run(changed, tmp_path, resume=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
