@@ -67,17 +67,37 @@ def _embedding(call):
     if tokens.dtype not in INT_DTYPES:
         raise ShapeError(f"`embedding` needs integer token ids, got {tokens}", "tokens")
     _positive(call, "vocab", "dim")
+    _check_std(call)
     return TensorType("f32", tokens.shape + (call["dim"],))
+
+
+_NORMAL_EMBEDDING = '''
+def normal_embedding(count: int, dim: int, std: float) -> nn.Embedding:
+    """nn.Embedding with weights drawn from N(0, std^2) instead of N(0, 1)."""
+    table = nn.Embedding(count, dim)
+    nn.init.normal_(table.weight, std=std)
+    return table
+'''
+
+
+def _embedding_module(count: int, dim: int, std) -> str:
+    return f"nn.Embedding({count}, {dim})" if std is None else f"normal_embedding({count}, {dim}, {std!r})"
+
+
+def _check_std(call) -> None:
+    if call["std"] is not None and not call["std"] > 0:
+        raise ShapeError(f"std must be positive, got {call['std']}", "std")
 
 
 register(
     "embedding",
-    "tokens: tensor, vocab: int, dim: int",
+    "tokens: tensor, vocab: int, dim: int, std: float? = none",
     _embedding,
     lambda c: f"{c.module}({c['tokens']})",
-    "lookup table of `vocab` learned vectors of size `dim` (nn.Embedding)",
+    "lookup table of `vocab` learned vectors of size `dim` (nn.Embedding); initialised from N(0, 1), or N(0, std^2) with `std`",
     category="layer",
-    torch_module=lambda c: f"nn.Embedding({c['vocab']}, {c['dim']})",
+    torch_module=lambda c: _embedding_module(c["vocab"], c["dim"], c["std"]),
+    torch_helpers=(("normal_embedding", _NORMAL_EMBEDDING),),
     parameters=lambda c: {"weight": (c["vocab"], c["dim"])},
     onnx=lambda c: c.node("Gather", [c.weight("weight"), c["tokens"]], axis=0),
 )
@@ -86,6 +106,7 @@ register(
 def _position_embedding(call):
     length, max_length = call["length"], call["max_length"]
     _positive(call, "max_length", "dim")
+    _check_std(call)
     if isinstance(length, int) and length > max_length:
         raise ShapeError(f"length {length} exceeds max_length {max_length}", "length")
     return TensorType("f32", (length, call["dim"]))
@@ -98,12 +119,13 @@ def _position_embedding_onnx(c):
 
 register(
     "position_embedding",
-    "length: dim, max_length: int, dim: int",
+    "length: dim, max_length: int, dim: int, std: float? = none",
     _position_embedding,
     lambda c: f"{c.module}(torch.arange({c['length']}, device={c.module}.weight.device))",
-    "learned absolute positions 0..length-1, giving [length, dim]",
+    "learned absolute positions 0..length-1, giving [length, dim]; initialised from N(0, 1), or N(0, std^2) with `std`",
     category="layer",
-    torch_module=lambda c: f"nn.Embedding({c['max_length']}, {c['dim']})",
+    torch_module=lambda c: _embedding_module(c["max_length"], c["dim"], c["std"]),
+    torch_helpers=(("normal_embedding", _NORMAL_EMBEDDING),),
     parameters=lambda c: {"weight": (c["max_length"], c["dim"])},
     onnx=_position_embedding_onnx,
 )

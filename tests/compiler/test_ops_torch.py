@@ -381,7 +381,19 @@ ERRORS = [
     ("in x: f32[B, T, 8]; out mean(x > 0)", "`mean` needs a floating-point tensor"),
     ("in x: f32[B, T, 8]; out -(x > 0)", "cannot negate a bool tensor"),
     ("in i: i64[B, T]; out clamp(i, min = 0.5)", "needs integer bounds"),
+    ("in t: i64[B, T]; out embedding(t, 10, 6, std = 0.0)", "std must be positive"),
 ]
+
+
+def test_embeddings_with_std_draw_their_weights_from_that_normal() -> None:
+    text = "model M() {\n  in t: i64[B, T <= 300]\n  out embedding(t, 400, 50, std = 0.02) + position_embedding(T, 300, 50, std = 0.3)\n}\n"
+    torch.manual_seed(0)
+    weights = paperspec.loads(text).build().state_dict()
+    assert abs(weights["embedding.weight"].std().item() - 0.02) < 0.001
+    assert abs(weights["position_embedding.weight"].std().item() - 0.3) < 0.01
+    torch.manual_seed(0)
+    default = paperspec.loads(text.replace(", std = 0.02", "")).build().state_dict()["embedding.weight"]
+    assert abs(default.std().item() - 1.0) < 0.02  # nn.Embedding's own N(0, 1)
 
 
 @pytest.mark.parametrize(("body", "message"), ERRORS)

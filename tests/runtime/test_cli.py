@@ -69,7 +69,7 @@ def test_compile_writes_a_standalone_file(capsys, tmp_path):
     source = target.read_text()
     compile(source, str(target), "exec")
     assert "class GPT(nn.Module):" in source
-    assert "nn.Embedding(64, 16)" in source
+    assert "normal_embedding(64, 16, 0.02)" in source and "def normal_embedding(" in source
 
 
 def test_compile_without_output_prints_the_source(capsys):
