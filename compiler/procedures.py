@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -207,7 +208,7 @@ class ProcedureElaborator:
                 self.setting(stmt, settings, freeze)
         self.procedure.seed = self.int_setting(settings.get("seed"), DEFAULTS["seed"], "seed", minimum=0)
         if self.evaluation_only(settings, phases):
-            self.procedure.evaluation = self.evaluation(settings["eval"])
+            self.procedure.evaluation = self.evaluation(settings["eval"], settings.get("lets", []))
             return self.procedure
         for index, (phase, bindings) in enumerate(phases or [(None, {})]):
             own, own_freeze = dict(settings), list(freeze)
@@ -226,7 +227,7 @@ class ProcedureElaborator:
                 del self.scope.values[key]
         if "eval" in settings:
             self.teacher_steps = {}
-            self.procedure.evaluation = self.evaluation(settings["eval"])
+            self.procedure.evaluation = self.evaluation(settings["eval"], settings.get("lets", []))
         self.attach_emas()
         unused = [m for m in self.procedure.models if self.declared[m].graph is None and m not in self.procedure.emas]
         if unused:
@@ -397,12 +398,16 @@ class ProcedureElaborator:
         self.batches[id(graph)] = BatchValue(graph, data)
         return graph
 
-    def eval_in(self, graph: BlockGraph, expr, settings: dict):
+    def eval_in(self, graph: BlockGraph, expr, settings: dict, only_needed: bool = False):
+        """`expr` on the graph's batch, after the procedure's bindings: all of them for a loss (so
+        a binding with a mistake is an error even if unused), or only those `expr` reads for a
+        metric, whose evaluation data may lack fields the training data has."""
         from paperspec.compiler.elaborate import Scope
 
         scope = Scope({"batch": self.batches[id(graph)]}, parent=self.scope)
         evaluator = self.evaluator(graph, scope)
-        for stmt in settings.get("lets", []):
+        lets = settings.get("lets", [])
+        for stmt in _needed_bindings(lets, expr) if only_needed else lets:
             evaluator.stmt_Assign(stmt)
         return evaluator.eval(expr)
 
@@ -410,18 +415,18 @@ class ProcedureElaborator:
         if not isinstance(value, TensorValue) or value.type.rank != 0 or value.type.dtype not in ("f16", "bf16", "f32", "f64"):
             raise SpecError(f"{what} must be a floating-point scalar, got {describe(value)}", expr.span, "reduce it, e.g. with mean(...)")
 
-    def evaluation(self, stmt: ast.TrainEval) -> EvalSpec:
+    def evaluation(self, stmt: ast.TrainEval, lets: list) -> EvalSpec:
         every = self.positive_int(stmt.every, "eval interval") if stmt.every is not None else None
         data = self.data_source(stmt.data) if stmt.data is not None else self.procedure.phases[-1].data
         graph = self.function_graph("metrics", data, {})
-        settings = {"lets": []}
+        settings = {"lets": lets}  # the procedure's bindings, on the evaluation batch
         for metric in stmt.metrics:
             name, expr = self.metric_name(metric), metric.value
             if name in (n for n, _, _ in graph.outputs):
                 raise SpecError(f"metric `{name}` is listed twice", metric.span, "name one with `name = ...`")
             if isinstance(expr, ast.Name) and expr.id == "loss" and self.scope.lookup("loss")[0] is False:
                 expr = self._final_loss_expr()
-            value = self.eval_in(graph, expr, settings)
+            value = self.eval_in(graph, expr, settings, only_needed=True)
             self.require_scalar(value, metric.value, f"metric `{name}`")
             graph.outputs.append((name, value.ref, metric.span))
         return EvalSpec(every, data, graph, stmt.span)
@@ -448,6 +453,27 @@ class ProcedureElaborator:
     def check_pattern(self, pattern: tuple, span) -> None:
         if pattern[0] not in self.procedure.models:
             raise SpecError(f"`freeze` patterns start with a model of `{self.definition.name}`, got `{pattern[0]}`", span, did_you_mean(pattern[0], self.procedure.models))
+
+
+def _needed_bindings(lets: list, expr) -> list:
+    """The bindings `expr` reads, directly or through other bindings, in their order."""
+    wanted, needed = _names(expr), []
+    for stmt in reversed(lets):
+        if wanted & set(stmt.targets):
+            needed.append(stmt)
+            wanted |= _names(stmt.value)
+    return needed[::-1]
+
+
+def _names(node) -> set:
+    """Every name an expression mentions."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, (list, tuple)):
+        return set().union(*(_names(item) for item in node)) if node else set()
+    if dataclasses.is_dataclass(node):
+        return set().union(*(_names(getattr(node, f.name)) for f in dataclasses.fields(node)))
+    return set()
 
 
 def make_data_source(evaluator, name: str, expr) -> DataSource:

@@ -219,6 +219,53 @@ def test_metric_names_and_the_bare_loss():
     assert fit.evaluation.every == 5 and fit.evaluation.data.name == "parity"
 
 
+def test_metrics_read_the_procedures_bindings_on_the_evaluation_batch():
+    body = """\
+    data moons = two_moons()
+    train fit {
+      model net = MLP()
+      data parity
+      logits = net(batch.x)
+      hard = cross_entropy(logits, batch.y)
+      unused_on_eval = batch.x * 2
+      loss hard
+      optimizer sgd(lr = 0.1)
+      steps 2
+      eval on parity { acc = accuracy(logits, batch.y); hard }
+    }
+    """
+    spec = paperspec.loads(HEAD + textwrap.dedent(body), "p.pspec")
+    fit = spec.procedure("fit")
+    assert fit.metric_names() == ["acc", "hard"]
+    torch.manual_seed(0)
+    module = spec.build_procedure("fit")
+    batch = get_generator("sparse_parity").sampler(fit.evaluation.data.args).sample(32, torch.Generator().manual_seed(1))
+    metrics = module.metrics(*(batch[i.name] for i in fit.evaluation.metrics.inputs))
+    logits = module.net(batch["x"])
+    torch.testing.assert_close(metrics["hard"], F.cross_entropy(logits, batch["y"]))
+    torch.testing.assert_close(metrics["acc"], (logits.argmax(-1) == batch["y"]).float().mean())
+
+
+def test_a_binding_no_metric_reads_may_use_fields_the_evaluation_data_lacks():
+    body = """\
+    data pairs = modular_arithmetic(modulus = 7)
+    train fit {
+      model net = MLP()
+      data parity
+      logits = net(batch.x)
+      loss cross_entropy(logits, batch.y)
+      optimizer sgd(lr = 0.1)
+      steps 2
+      eval on pairs { mean_label = mean(batch.y * 1.0) }
+    }
+    """
+    # `logits = net(batch.x)` cannot run on pairs' batch.x (i64[2], not f32[8]); no metric needs it.
+    assert procedures(body)[0]["fit"].metric_names() == ["mean_label"]
+    typo = body.replace("      logits = net(batch.x)\n", "      logits = net(batch.x)\n      unused = batch.z\n")
+    with pytest.raises(SpecError, match="z"):
+        procedures(typo)  # bindings are all checked on the training batch
+
+
 def test_claims_keep_their_text_and_window():
     body = GOOD.replace("  steps 10\n", "  steps 10\n  eval every 5 { accuracy(net(batch.x), batch.y) }\n")
     body += "expect fit.eval.accuracy >= 0.9 within 100 steps\nexpect fit.train.loss < 0.1 and steps_to(fit.eval.accuracy > 0.5) <= 50\n"
