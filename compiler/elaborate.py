@@ -152,9 +152,9 @@ class Compiler:
 
     def elaborate_model(self, unit: CompilationUnit, model: str, overrides: dict | None = None) -> BlockGraph:
         """The graph of `model` with its parameters set from defaults and `overrides`."""
-        block = unit.blocks.get(model)
-        if block is None or block.definition.kind != "model":
-            known = unit.models()
+        block = unit.find_block(model)  # its own models, or one it imports (`import "gpt.pspec"`)
+        if not isinstance(block, BlockValue) or block.definition.kind != "model":
+            known = unit.models() + [m for imported in unit.imported for m in imported.models()]
             raise UsageError(f"{unit.spec.path} defines no model `{model}`", did_you_mean(model, known) or f"models: {', '.join(known) or 'none'}")
         try:
             args = bind_block_args(self, block, [], dict(overrides or {}), None, [], {}, external=True)

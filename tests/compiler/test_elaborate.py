@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import paperspec
+from paperspec.compiler.diagnostics import UsageError
 from paperspec.compiler.ir import walk
 
 REPO = Path(__file__).resolve().parents[2]
@@ -405,6 +406,17 @@ def test_imports_of_other_spec_files(tmp_path):
     x = torch.randn(3, 4)
     expected = F.relu(module.proj(module.h(x)))
     torch.testing.assert_close(module(x), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_an_imported_file_defines_can_be_built_by_name(tmp_path):
+    (tmp_path / "base.pspec").write_text("model Base(d: int = 4) {\n  in x: f32[B, d]\n  out linear(x, 2)\n}\n")
+    (tmp_path / "recipe.pspec").write_text('import "base.pspec"\n')
+    spec = paperspec.load(str(tmp_path / "recipe.pspec"))
+    assert spec.models() == []  # its own models
+    assert spec.build("Base", d=3)(torch.randn(5, 3)).shape == (5, 2)
+    with pytest.raises(UsageError) as error:
+        spec.graph("Bose")
+    assert "Base" in error.value.hint
 
 
 def test_import_cycle_is_reported(tmp_path):

@@ -22,7 +22,15 @@ SMALL = {
     "progressive_distillation.pspec": ["--set", "inputs=6", "--set", "width=5"],
     "edge_gnn.pspec": ["--model", "EdgeGNN", "--set", "width=8", "--set", "layers=3"],
     "lrnn_parity.pspec": ["--model", "DeltaNet", "--set", "d=8", "--set", "hidden=12"],
+    "icl_gd.pspec": ["--model", "LSA", "--set", "dx=3"],
+    "dyck_transformer.pspec": ["--set", "d=8", "--set", "pairs=2", "--set", "uniform_layer=0", "--set", "ctx=8"],
+    "pinn.pspec": ["--model", "LagrangianPINN", "--set", "width=8", "--set", "depth=2"],
     "deep_linear.pspec": ["--set", "dim=4", "--set", "depth=3"],
+    "lion.pspec": ["--model", "GPT", "--set", "d=16", "--set", "layers=2", "--set", "heads=2", "--set", "ctx=8"],
+    "fno_deq.pspec": ["--model", "FNODEQ", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3"],
+    "grokking.pspec": ["--set", "p=7", "--set", "width=8"],
+    "neural_ode.pspec": ["--model", "NeuralODE", "--set", "width=8", "--set", "steps=3"],
+    "memno.pspec": ["--model", "MemNO", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3", "--set", "state=4"],
 }
 BROKEN = """model Broken(d: int = 8) {
   in  x: f32[B, d]
