@@ -41,7 +41,11 @@ def machine() -> str:
         model = names[0] if names else ""
     cpus = os.cpu_count() or 0
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpus} CPUs{f' ({model})' if model else ''}{gpu}, {platform.system()}, Python {platform.python_version()}, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return (
+        f"{cpus} CPUs{f' ({model})' if model else ''}{gpu}, {platform.system()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__} with {threads} thread{'s' if threads != 1 else ''}"
+    )
 
 
 def format_table(reports: list, date: str | None = None) -> str:
