@@ -41,11 +41,23 @@ def token_limits(graph: BlockGraph) -> dict:
     return limits
 
 
+def solve_times(graph: BlockGraph) -> set:
+    """Float inputs that are the times of an ODE solve directly; adaptive solvers need them
+    increasing, so they are sampled sorted."""
+    by_node = {spec.node: spec.name for spec in graph.inputs}
+    return {
+        by_node[node.args["t"].node]
+        for node in graph.nodes()
+        if node.op == "odeint" and isinstance(node.args["t"], ValueRef) and node.args["t"].node in by_node
+    }
+
+
 def example_inputs(graph: BlockGraph, sizes: dict | None = None, seed: int = 0, device: str = "cpu") -> dict:
     """Random tensors fitting the model's declared inputs: name -> tensor."""
     generator = torch.Generator().manual_seed(seed)
     chosen = symbol_sizes(graph, sizes)
     limits = token_limits(graph)
+    times = solve_times(graph)
     tensors = {}
     for spec in graph.inputs:
         shape = tuple(int(substitute(d, chosen)) for d in spec.type.shape)
@@ -56,6 +68,8 @@ def example_inputs(graph: BlockGraph, sizes: dict | None = None, seed: int = 0, 
             value = torch.randint(0, limits.get(spec.name, 2), shape, generator=generator, dtype=eval_dtype(dtype))
         else:
             value = torch.randn(shape, generator=generator).to(eval_dtype(dtype))
+            if spec.name in times:
+                value = value.sort(dim=-1).values
         tensors[spec.name] = value.to(device)
     return tensors
 

@@ -202,8 +202,9 @@ class BlockLowering:
 
     def lower_op(self, node: Node, values: dict) -> None:
         opdef = get_op(node.op)
-        if opdef.not_exportable:
-            raise SpecError(f"`{node.op}` cannot be exported to ONNX: {opdef.not_exportable}", node.span)
+        reason = opdef.export_blocker(node.call)
+        if reason:
+            raise SpecError(f"`{node.op}` cannot be exported to ONNX: {reason}", node.span)
         if opdef.onnx is None:
             raise SpecError(f"`{node.op}` has no ONNX lowering yet", node.span, "export models without it, or add an `onnx=` lowering to the op")
         inputs = {}

@@ -217,13 +217,18 @@ class OnnxCall:
         child = self.builder.child()
         results = self.block(arg, inputs, child)
         results = results + [results[-1]] * extra_outputs
-        outputs = [child.node("Identity", [value], f"{self.scope}/body")[0] for value in results]
         types = self.derived[f"{arg}_outputs"]
         types = types + [types[-1]] * extra_outputs
+        return self.subgraph(child, inputs, input_types, results, types)
+
+    def subgraph(self, child: GraphBuilder, inputs: list, input_types: list, results: list, result_types: list) -> tuple:
+        """The nodes of `child` as a subgraph (a Scan/Loop body): (GraphProto, output names).
+        Each result goes out through an Identity, so no body output is also a body input."""
+        outputs = [child.node("Identity", [value], f"{self.scope}/body")[0] for value in results]
         graph = helper.make_graph(
             child.nodes, self.builder.unique(f"{self.scope}/body"),
             [helper.make_tensor_value_info(n, ONNX_DTYPES[t.dtype], None) for n, t in zip(inputs, input_types, strict=True)],
-            [helper.make_tensor_value_info(n, ONNX_DTYPES[t.dtype], None) for n, t in zip(outputs, types, strict=True)],
+            [helper.make_tensor_value_info(n, ONNX_DTYPES[t.dtype], None) for n, t in zip(outputs, result_types, strict=True)],
         )
         return graph, outputs
 

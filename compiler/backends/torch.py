@@ -257,7 +257,13 @@ class FunctionEmitter:
         with out.indent():
             body = CodeWriter()
             body.level = out.level
-            for name in self.differentiated_inputs():
+            differentiated = self.differentiated_inputs()
+            if differentiated:
+                # Derivatives with respect to inputs need autograd even where the caller turned
+                # it off (metrics are evaluated under no_grad).
+                body.line("with torch.enable_grad():")
+                body.level += 1
+            for name in differentiated:
                 # Derivatives with respect to an input need it as a leaf that records its uses.
                 body.line(f"{name} = {name}.detach().requires_grad_(True)")
             self.emit_nodes(body)

@@ -115,7 +115,9 @@ class OpDef:
     buffers: Callable[[OpCall], dict] | None = None  # buffer name -> shape (running stats)
     torch_helpers: tuple = ()  # (name, source) pairs the generated file needs
     onnx: Callable | None = None
-    not_exportable: str | None = None
+    # Why no call of the op exports, or a function of the OpCall giving why this call does not
+    # (None when it does): odeint exports its fixed-step methods only.
+    not_exportable: str | Callable[[OpCall], str | None] | None = None
     stochastic: bool = False  # behaves differently in training (dropout)
     # For ops taking `block` arguments: arg name -> the input types the op applies that block to.
     block_inputs: Callable[[OpCall], dict] | None = None
@@ -127,6 +129,10 @@ class OpDef:
 
     def describe(self) -> str:
         return f"{self.name}({', '.join(str(a) for a in self.signature)})"
+
+    def export_blocker(self, call: OpCall) -> str | None:
+        """Why `call` cannot be exported to ONNX, or None if it can."""
+        return self.not_exportable(call) if callable(self.not_exportable) else self.not_exportable
 
 
 _REGISTRY: dict[str, OpDef] = {}

@@ -9,7 +9,7 @@ from paperspec.compiler.types import INT_DTYPES, TensorType
 SCALAR = TensorType("f32", ())
 
 
-def _class_targets(call, op: str) -> None:
+def class_targets(call, op: str) -> None:
     """logits [..., C] against integer targets [...]."""
     logits, target = call["logits"], call["target"]
     require_float(logits, op, "logits")
@@ -26,7 +26,7 @@ def _class_targets(call, op: str) -> None:
 
 
 def _cross_entropy(call):
-    _class_targets(call, "cross_entropy")
+    class_targets(call, "cross_entropy")
     if not 0.0 <= call["label_smoothing"] < 1.0:
         raise ShapeError(f"label_smoothing must be in [0, 1), got {call['label_smoothing']}", "label_smoothing")
     return SCALAR
@@ -97,16 +97,25 @@ register(
 
 
 def _accuracy(call):
-    _class_targets(call, "accuracy")
+    class_targets(call, "accuracy")
     return SCALAR
+
+
+def _accuracy_torch(c) -> str:
+    hits = f"({c['logits']}.argmax(-1) == {c['target']})"
+    if c.values["ignore_index"] is None:
+        return f"{hits}.float().mean()"
+    # Only positions with a real target count, as cross_entropy's ignore_index does for the loss.
+    kept = f"({c['target']} != {c['ignore_index']})"
+    return f"({hits} & {kept}).sum() / {kept}.sum().clamp(min=1)"
 
 
 register(
     "accuracy",
-    "logits: tensor, target: tensor",
+    "logits: tensor, target: tensor, ignore_index: int? = none",
     _accuracy,
-    lambda c: f"({c['logits']}.argmax(-1) == {c['target']}).float().mean()",
-    "fraction of positions whose arg-max class equals the target",
+    _accuracy_torch,
+    "fraction of positions whose arg-max class equals the target; with ignore_index, of the positions whose target is not ignore_index",
     category="metric",
 )
 
@@ -117,4 +126,5 @@ register(
     lambda c: f"{c['x']}.detach()",
     "stops gradients: the value of x, treated as a constant",
     category="gradient",
+    onnx=lambda c: c.node("Identity", [c["x"]]),  # an exported model only runs forward
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from paperspec.compiler.ops.base import ShapeError, register
 from paperspec.compiler.ops.shapes import require_float
+from paperspec.compiler.ops.tensor import INT64_MAX
 from paperspec.compiler.types import TensorType
 
 _FIXED_POINT_HELPER = '''
@@ -123,6 +124,45 @@ def _fixed_point(call):
     return z0
 
 
+def _apply_fixed_point_block(c, z: str, builder=None) -> str:
+    inputs = [z] if c.values["x"] is None else [z, c["x"]]
+    return c.block("f", inputs, builder)[0]
+
+
+def _declare_scalars(graph, count: int) -> None:
+    """Gives the first `count` inputs of a subgraph the scalar shape onnxruntime requires of a
+    Loop body's iteration number and condition."""
+    from onnx import helper
+
+    for value in graph.input[:count]:
+        value.CopyFrom(helper.make_tensor_value_info(value.name, value.type.tensor_type.elem_type, []))
+
+
+def _fixed_point_onnx(c) -> str:
+    """A Loop of plain iterations z <- f(z, x) while the relative residual ||f(z) - z|| / ||f(z)||
+    (over the whole batch) is at least tol, at most max_iter times: the generated `_iterate` step
+    for step. An Anderson model exports as this iteration, which reaches its equilibrium to within
+    tol. With backward = implicit, f is applied once more after the solve, as the module does."""
+    state, dtype = c.values["z0"], c.values["z0"].dtype
+    names = [c.builder.unique(f"{c.scope}/body/{name}") for name in ("iteration", "unconverged", "z")]
+    body = c.builder.child()
+
+    def node(op_type: str, *inputs: str, **attributes) -> str:
+        return body.node(op_type, list(inputs), f"{c.scope}/body", **attributes)[0]
+
+    z = names[2]
+    following = _apply_fixed_point_block(c, z, body)
+    change = node("ReduceL2", node("Sub", following, z), keepdims=0)
+    size = node("Add", node("ReduceL2", following, keepdims=0), body.constant(1e-9, dtype))
+    residual = node("Div", change, size)
+    unconverged = node("Not", node("Less", residual, body.constant(c.values["tol"], dtype)))
+    flag = TensorType("bool", ())
+    graph, _ = c.subgraph(body, names, [TensorType("i64", ()), flag, state], [unconverged, following], [flag, state])
+    _declare_scalars(graph, 2)
+    solved = c.node("Loop", [c.const(c.values["max_iter"], "i64"), c.const(True, "bool"), c["z0"]], body=graph)
+    return _apply_fixed_point_block(c, solved) if c.values["backward"] == "implicit" else solved
+
+
 register(
     "fixed_point",
     "f: block, z0: tensor, x: tensor? = none, solver: str = 'anderson', tol: float = 0.0001, "
@@ -136,7 +176,7 @@ register(
     category="solver",
     torch_helpers=(("fixed_point", _FIXED_POINT_HELPER),),
     block_inputs=_fixed_point_inputs,
-    not_exportable="its iteration count depends on the data; export as an ONNX Loop is not implemented yet",
+    onnx=_fixed_point_onnx,
 )
 
 
@@ -157,6 +197,82 @@ def _odeint(call):
     return y0.with_shape((t.shape[0],) + y0.shape)
 
 
+def _odeint_export_blocker(call) -> str | None:
+    exported = "only euler and rk4 with adjoint = false export, as a Scan over the intervals"
+    if call["method"] == "dopri5":
+        return f"dopri5 chooses its step sizes while it solves; {exported}"
+    if call["adjoint"]:
+        return f"adjoint = true solves in torchdiffeq on its own grid of steps; {exported}"
+    return None
+
+
+class _StepEmitter:
+    """Emits Euler or RK4 sub-steps into a Scan body, mirroring the generated `odeint` helper's
+    arithmetic so that the two agree to rounding."""
+
+    def __init__(self, c, body, time_dtype: str, state_dtype: str):
+        self.c, self.body = c, body
+        self.time_dtype, self.state_dtype = time_dtype, state_dtype
+
+    def node(self, op_type: str, *inputs: str, **attributes) -> str:
+        return self.body.node(op_type, list(inputs), f"{self.c.scope}/body", **attributes)[0]
+
+    def scalar(self, value: float, dtype: str) -> str:
+        return self.body.constant(value, dtype)
+
+    def in_state_dtype(self, time_value: str) -> str:
+        from paperspec.compiler.backends.onnx_builder import ONNX_DTYPES
+
+        if self.time_dtype == self.state_dtype:
+            return time_value
+        return self.node("Cast", time_value, to=ONNX_DTYPES[self.state_dtype])
+
+    def field(self, time: str, y: str) -> str:
+        return self.c.block("f", [time, y], self.body)[0]
+
+    def advance(self, y: str, dy: str, scale: str) -> str:
+        """y + scale * dy, with `scale` a time-typed scalar."""
+        return self.node("Add", y, self.node("Mul", self.in_state_dtype(scale), dy))
+
+    def euler(self, time: str, y: str, h: str) -> str:
+        return self.advance(y, self.field(time, y), h)
+
+    def rk4(self, time: str, y: str, h: str) -> str:
+        half = self.node("Div", h, self.scalar(2.0, self.time_dtype))
+        middle = self.node("Add", time, half)
+        k1 = self.field(time, y)
+        k2 = self.field(middle, self.advance(y, k1, half))
+        k3 = self.field(middle, self.advance(y, k2, half))
+        k4 = self.field(self.node("Add", time, h), self.advance(y, k3, h))
+        two = self.scalar(2.0, self.state_dtype)
+        weighted = self.node("Add", self.node("Add", k1, self.node("Mul", two, k2)), self.node("Mul", two, k3))
+        return self.advance(y, self.node("Add", weighted, k4), self.node("Div", h, self.scalar(6.0, self.time_dtype)))
+
+
+def _odeint_onnx(c) -> str:
+    """A Scan over the intervals (t_i, t_(i+1)) that carries y and stacks it after each one; the
+    body unrolls `steps` Euler or RK4 sub-steps, each stage an inline copy of the field block
+    (its weights stay initializers of the outer graph). y0 goes in front of the stacked states,
+    so the export runs at any number of times K."""
+    time_dtype, state_dtype = c.values["t"].dtype, c.values["y0"].dtype
+    starts = c.node("Slice", [c["t"], c.const([0], "i64"), c.const([-1], "i64")])
+    ends = c.node("Slice", [c["t"], c.const([1], "i64"), c.const([INT64_MAX], "i64")])
+    names = [c.builder.unique(f"{c.scope}/body/{name}") for name in ("y", "t_start", "t_end")]
+    body = c.builder.child()
+    emit = _StepEmitter(c, body, time_dtype, state_dtype)
+    y, time, end = names
+    h = emit.node("Div", emit.node("Sub", end, time), emit.scalar(float(c.values["steps"]), time_dtype))
+    step = emit.euler if c.values["method"] == "euler" else emit.rk4
+    for _ in range(c.values["steps"]):
+        y = step(time, y, h)
+        time = emit.node("Add", time, h)
+    scalar = TensorType(time_dtype, ())
+    graph, _ = c.subgraph(body, names, [c.values["y0"], scalar, scalar], [y, y], [c.values["y0"]] * 2)
+    _, states = c.node("Scan", [c["y0"], starts, ends], outputs=2, body=graph, num_scan_inputs=2)
+    first = c.node("Unsqueeze", [c["y0"], c.const([0], "i64")])
+    return c.node("Concat", [first, states], axis=0)
+
+
 register(
     "odeint",
     "f: block, y0: tensor, t: tensor, method: str = 'rk4', steps: int = 1, adjoint: bool = false, "
@@ -170,7 +286,8 @@ register(
     category="solver",
     torch_helpers=(("odeint", _ODE_HELPER),),
     block_inputs=lambda call: {"f": [TensorType(call["t"].dtype, ()), call["y0"]]},
-    not_exportable="ODE solves are not exported yet (fixed-step methods could unroll into the graph)",
+    onnx=_odeint_onnx,
+    not_exportable=_odeint_export_blocker,
 )
 
 

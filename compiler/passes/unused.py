@@ -25,13 +25,28 @@ def _used(graph: BlockGraph) -> set:
     return used
 
 
+def _op_called_blocks(graph: BlockGraph) -> set:
+    """Ids of the block graphs that ops call (odeint's field, scan's step): the op fixes their
+    inputs, so one the block ignores (the time of an autonomous ODE) is no mistake."""
+    return {
+        id(value)
+        for current in walk(graph)
+        for node in current.nodes()
+        for key, value in node.derived.items()
+        if key.endswith("_graph") and isinstance(value, BlockGraph)
+    }
+
+
 def unused_values(graph: BlockGraph) -> list:
     """A warning for each named value or input of any graph under `graph` that nothing uses."""
     warnings = []
+    fixed_inputs = _op_called_blocks(graph)
     for current in walk(graph):
         used = _used(current)
         for node in current.nodes():
-            if node.id in used or node.op == "param" or current.kind == "repeat" and node.op == "input":
+            if node.id in used or node.op == "param":
+                continue
+            if node.op == "input" and (current.kind == "repeat" or id(current) in fixed_inputs):
                 continue
             named = [n for n in node.names if n]
             if node.op == "input":

@@ -108,12 +108,16 @@ def _load_builtin_generators() -> None:
     from paperspec.runtime.data import (  # noqa: F401  (they register on import)
         arithmetic,
         boolean,
+        collocation,
         files,
         grammars,
         graphs,
+        pdes,
         points,
         regression,
         sequences,
+        timepdes,
+        trajectories,
     )
 
 

@@ -60,3 +60,33 @@ def test_derivatives_are_not_exportable():
     from paperspec.compiler.ops.base import get_op
 
     assert "training loss" in get_op("grad").not_exportable
+
+
+def test_derivatives_work_where_the_caller_turned_autograd_off(tmp_path):
+    """Metrics are evaluated under no_grad; a metric with grad still differentiates."""
+    from paperspec.runtime.train import Trainer
+
+    text = textwrap.dedent(
+        """
+        model Id() {
+          in x: f32[B, 2]
+          out linear(x, 1)
+        }
+        data teacher = linear_teacher(dim = 2)
+        train fit {
+          model net = Id()
+          data teacher
+          loss mse(net(batch.x)[:, 0], batch.y)
+          optimizer sgd(lr = 0.1)
+          steps 2
+          eval on teacher { slope_error = max(abs(grad(batch.x * batch.x, batch.x) - 2 * batch.x)); slope = mean(abs(grad(batch.x * batch.x, batch.x))) }
+        }
+        """
+    )
+    model = paperspec.loads(SPEC, "calculus.pspec").build("Known")
+    with torch.no_grad():
+        g, _ = model(torch.randn(4, 2))
+    assert g.abs().sum() > 0
+    spec = paperspec.loads(text, str(tmp_path / "metric.pspec"))
+    metrics = Trainer(spec, "fit", out_root=str(tmp_path / "runs"), progress=False).run().metrics
+    assert metrics["slope_error"] < 1e-6 and metrics["slope"] > 0.5

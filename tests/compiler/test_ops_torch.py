@@ -297,6 +297,13 @@ LOSS_CASES = [
     Case("bce", f"{XY}; out bce(x, sigmoid(y))", lambda x, y: (F.softplus(x) - x * torch.sigmoid(y)).mean()),
     Case("kl_div", f"{XY}; out kl_div(x, y, temperature = 2.0)", lambda x, y: reference_kl_div(x, y, 2.0)),
     Case("accuracy", f"{LOGITS}; out accuracy(logits, target)", lambda logits, target: (logits.argmax(-1) == target).float().mean(), high=5),
+    Case(
+        "accuracy_ignore_index",
+        f"{LOGITS}; out accuracy(logits, target, ignore_index = 0)",
+        lambda logits, target: (logits.argmax(-1) == target)[target != 0].float().mean(),
+        high=5,
+    ),
+    Case("accuracy_all_ignored", f"{LOGITS}; out accuracy(logits, target * 0, ignore_index = 0)", lambda logits, target: torch.tensor(0.0), high=5),
     Case("detach", f"{X}; out detach(x) * 2", lambda x: x * 2),
 ]
 
@@ -409,6 +416,8 @@ def test_shape_rule_errors(body: str, message: str) -> None:
 TESTED_ELSEWHERE = {
     "grad": "test_calculus.py",
     "laplacian": "test_calculus.py",
+    "jvp": "test_jvp_hvp.py",
+    "hvp": "test_jvp_hvp.py",
     "fixed_point": "test_solvers.py",
     "odeint": "test_solvers.py",
     "scan": "test_solvers.py",

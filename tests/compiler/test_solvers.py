@@ -226,3 +226,71 @@ def test_scan_export_agrees_with_the_reference_evaluator():
     expected = module(x)
     np.testing.assert_allclose(ys, expected[0].detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(last, expected[1].detach().numpy(), atol=1e-5)
+
+
+ODE_EXPORT_SPEC = SPEC + textwrap.dedent(
+    """
+    block Autonomous(d: int) {
+      in t: f64[]
+      in y: f32[B, d]
+      out linear(tanh(linear(y, 8)), d)
+    }
+    model ODE64(d: int = 2, steps: int = 2) {
+      in y0: f32[B, d]
+      in t: f64[K]
+      out ys = odeint(Autonomous(d), y0, t, method = "rk4", steps = steps)
+    }
+    """
+)
+
+
+@pytest.mark.parametrize(("method", "steps"), [("rk4", 4), ("rk4", 1), ("euler", 3)])
+def test_fixed_step_odeint_exports_as_an_onnx_scan_and_matches_at_two_sizes(method, steps):
+    from onnx.reference import ReferenceEvaluator
+
+    from paperspec.compiler.backends.onnx import export_spec
+    from paperspec.runtime.onnx import verify
+
+    spec = paperspec.loads(ODE_EXPORT_SPEC, "ode.pspec")
+    params = {"method": method, "steps": steps}
+    torch.manual_seed(0)
+    module = spec.build("ODE", **params)
+    proto = export_spec(spec, "ODE", params, module.state_dict())
+    assert [node.op_type for node in proto.graph.node].count("Scan") == 1
+    report = verify(spec, "ODE", params, {"B": 2, "K": 4}, module=module, onnx_model=proto)
+    assert len({(check.sizes["B"], check.sizes["K"]) for check in report.checks}) == 2
+    assert {init.name for init in proto.graph.initializer} == set(module.state_dict())
+    # Uneven intervals: each one gets `steps` sub-steps of its own length.
+    y0, t = torch.randn(3, 2), torch.tensor([0.0, 0.1, 0.5, 0.6, 1.4])
+    (ys,) = ReferenceEvaluator(proto).run(None, {"y0": y0.numpy(), "t": t.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(ys, hand_rk4(module.field, y0, t, steps).numpy() if method == "rk4" else module(y0, t).numpy(), atol=1e-5)
+
+
+def test_odeint_export_with_f64_times_and_f32_states():
+    from paperspec.compiler.backends.onnx import export_spec
+    from paperspec.runtime.onnx import verify
+
+    spec = paperspec.loads(ODE_EXPORT_SPEC, "ode.pspec")
+    module = spec.build("ODE64")
+    proto = export_spec(spec, "ODE64", {}, module.state_dict())
+    verify(spec, "ODE64", {}, {"B": 2, "K": 3}, module=module, onnx_model=proto)
+
+
+@pytest.mark.parametrize(("params", "reason"), [({"method": "dopri5"}, "dopri5"), ({"adjoint": True}, "adjoint")])
+def test_adaptive_and_adjoint_odeint_do_not_export_and_say_why_at_the_op(params, reason):
+    from paperspec.compiler.backends.onnx import export_spec
+
+    text = ODE_EXPORT_SPEC.replace('model ODE(d: int = 2, method: str = "rk4", steps: int = 4)', 'model ODE(d: int = 2, method: str = "rk4", steps: int = 4, adjoint: bool = false)')
+    text = text.replace("out ys = odeint(Field(d), y0, t, method = method, steps = steps)", "out ys = odeint(Field(d), y0, t, method = method, steps = steps, adjoint = adjoint)")
+    spec = paperspec.loads(text, "ode.pspec")
+    with pytest.raises(SpecError, match=f"`odeint` cannot be exported to ONNX: {reason} .*only euler and rk4") as caught:
+        export_spec(spec, "ODE", params)
+    assert caught.value.span.line == 20
+
+
+def test_a_field_may_ignore_the_time_odeint_passes_it():
+    spec = paperspec.loads(ODE_EXPORT_SPEC, "ode.pspec")
+    assert spec.warnings("ODE64") == []
+    direct = paperspec.loads(ODE_EXPORT_SPEC + "model Direct() {\n  in y: f32[B, 2]\n  in t: f64[]\n  out Autonomous(2)(t, y)\n}\n", "direct.pspec")
+    assert [w.message for w in direct.warnings("Direct")] == ["input `t` is never used"]

@@ -30,6 +30,7 @@ SYNTHETIC_CASES = [
     ("two_moons", {}),
     ("eight_gaussians", {}),
     ("linear_teacher", {"dim": 5, "noise": 0.1}),
+    ("trajectories", {"system": "oscillator", "points": 6, "noise": 0.1}),
 ]
 TORCH_DTYPES = {"f32": torch.float32, "i64": torch.int64, "bool": torch.bool}
 
