@@ -20,7 +20,7 @@ from paperspec.runtime.checkpoint import (
     load_weights,
     save_checkpoint,
 )
-from paperspec.runtime.data import get_generator
+from paperspec.runtime.data import TensorSampler, get_generator
 from paperspec.runtime.distributed import current_world, finish, shard, start
 from paperspec.runtime.optim import build_optimizer
 from paperspec.runtime.schedules import make_scheduler
@@ -350,11 +350,15 @@ class Trainer:
         sampler = get_generator(evaluation.data.generator).sampler(evaluation.data.args)
         generator = torch.Generator().manual_seed(self.procedure.seed * 7_919 + 104_729)
         size = self.procedure.phases[-1].batch if self.procedure.phases else 64
-        count = EVAL_BATCHES
-        if getattr(sampler, "size", None):
-            count = max(1, min(64, math.ceil(sampler.size / size)))
         fields = [spec.name for spec in evaluation.metrics.inputs]
-        return [[b[f].to(self.device) for f in fields] for b in (sampler.sample(size, generator) for _ in range(count))]
+        if isinstance(sampler, TensorSampler):
+            batches = _whole_dataset_batches(sampler, size, generator)
+            self.eval_weights = [len(next(iter(b.values()))) for b in batches]  # the last batch may be short
+        else:
+            count = max(1, min(64, math.ceil(sampler.size / size))) if getattr(sampler, "size", None) else EVAL_BATCHES
+            batches = [sampler.sample(size, generator) for _ in range(count)]
+            self.eval_weights = [1] * len(batches)
+        return [[b[f].to(self.device) for f in fields] for b in batches]
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict:
@@ -364,12 +368,14 @@ class Trainer:
             return {"step": step, "train_loss": _mean(self.losses[-50:])}
         self.module.eval()
         totals: dict[str, float] = {}
-        for batch in self.eval_batches:
+        weights = self.eval_weights
+        for batch, weight in zip(self.eval_batches, weights):
             for name, value in self.module.metrics(*batch).items():
-                totals[name] = totals.get(name, 0.0) + float(value)
+                totals[name] = totals.get(name, 0.0) + weight * float(value)
         self.module.train()
         self.teachers_eval()
-        record = {"step": step, **{k: v / len(self.eval_batches) for k, v in totals.items()}}
+        # Metrics are batch means, so a short last batch counts by its size.
+        record = {"step": step, **{k: v / sum(weights) for k, v in totals.items()}}
         record["train_loss"] = _mean(self.losses[-50:])
         self.history.append(record)
         _append_history(self.run_dir, record)
@@ -444,6 +450,17 @@ def latest_run(out_root: Path, spec, procedure: str) -> Path | None:
     folder = Path(out_root) / spec_label(spec) / procedure
     runs = sorted(p for p in folder.glob("*") if p.is_dir()) if folder.exists() else []
     return runs[-1] if runs else None
+
+
+def _whole_dataset_batches(sampler: TensorSampler, size: int, generator: torch.Generator, limit: int = 64) -> list:
+    """A finite evaluation set in batches, each example once; past `limit` batches, a fixed
+    random subset of that many batches' worth."""
+    tensors = sampler.all()
+    if sampler.size > limit * size:
+        keep = torch.randperm(sampler.size, generator=generator)[: limit * size].sort().values
+        tensors = {name: tensor[keep] for name, tensor in tensors.items()}
+    count = len(next(iter(tensors.values())))
+    return [{name: tensor[i : i + size] for name, tensor in tensors.items()} for i in range(0, count, size)]
 
 
 def loss_trend(losses: list) -> tuple:

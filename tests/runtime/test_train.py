@@ -446,6 +446,28 @@ def test_an_evaluation_only_run_writes_valid_json_with_a_null_training_loss(tmp_
     assert record["train_loss"] is None and record["step"] == 0 and record["err"] > 0
 
 
+def test_evaluation_on_a_finite_dataset_sees_every_example_once(tmp_path):
+    text = LINE + """
+    data pairs = modular_arithmetic(modulus = 11, split = "test")
+    train fit {
+      model net = Line()
+      data teacher_data
+      batch 8
+      loss mse(net(batch.x), batch.y)
+      optimizer sgd(lr = 0.1)
+      steps 2
+      eval on pairs { label = mean(batch.y * 1.0); first = mean(batch.x[:, 0] * 1.0) }
+    }
+    """
+    result = run(write(tmp_path, text), tmp_path)
+    from paperspec.runtime.data import get_generator
+
+    every = get_generator("modular_arithmetic").sampler({"modulus": 11, "op": "add", "train_fraction": 0.5, "corrupt": 0.0, "split": "test", "seed": 0}).all()
+    assert len(every["y"]) % 8 != 0  # a short last batch, counted by its size
+    assert result.metrics["label"] == pytest.approx(every["y"].double().mean().item(), rel=1e-6)
+    assert result.metrics["first"] == pytest.approx(every["x"][:, 0].double().mean().item(), rel=1e-6)
+
+
 CLAIMS = LINE + """
 train fit {
   model net = Line()
