@@ -1,4 +1,4 @@
-"""Ops that make new tensors: zeros, ones, randn, arange."""
+"""Ops that make new tensors: zeros, ones, randn, randint, arange."""
 
 from __future__ import annotations
 
@@ -62,6 +62,26 @@ register(
     category="creation",
     stochastic=True,
     not_exportable="its samples come from PyTorch's generator, which ONNX runtimes cannot reproduce; pass noise in as a model input",
+)
+
+
+def _randint(call):
+    if any(isinstance(d, int) and d < 0 for d in call["shape"]):
+        raise ShapeError(f"`randint` needs non-negative dims, got {list(call['shape'])}", "shape")
+    if call["high"] <= call["low"]:
+        raise ShapeError(f"`randint` draws from low..high-1, so it needs high > low; got low = {call['low']}, high = {call['high']}", "high")
+    return TensorType("i64", tuple(call["shape"]))
+
+
+register(
+    "randint",
+    "shape: dims, high: int, low: int = 0",
+    _randint,
+    lambda c: f"torch.randint({c.values['low']}, {c.values['high']}, {c['shape']}, device={c.device})",
+    "uniform random integers low..high-1 (i64), e.g. a random wrong class: (y + randint([B], classes - 1, low = 1)) % classes",
+    category="creation",
+    stochastic=True,
+    not_exportable="its samples come from PyTorch's generator, which ONNX runtimes cannot reproduce; pass them in as a model input",
 )
 
 

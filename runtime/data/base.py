@@ -109,6 +109,7 @@ def _load_builtin_generators() -> None:
         arithmetic,
         boolean,
         collocation,
+        digits,
         files,
         grammars,
         graphs,

@@ -212,6 +212,7 @@ TENSOR_CASES = [
     Case("arange", f"{X}; out arange(T)", lambda x: torch.arange(x.shape[1])),
     Case("arange_float", f'{X}; out arange(T + 1, dtype = "f32")', lambda x: torch.arange(x.shape[1] + 1, dtype=torch.float32)),
     Case("randn", f"{X}; out randn([B, T])", lambda x: torch.randn(x.shape[0], x.shape[1]), seeded=True),
+    Case("randint", f"{X}; out randint([B, T], 7, low = 2)", lambda x: torch.randint(2, 7, (x.shape[0], x.shape[1])), seeded=True),
     Case("index_last", f"{X}; out x[:, -1]", lambda x: x[:, -1]),
     Case("index_ellipsis", f"{X}; out x[.., 0]", lambda x: x[..., 0]),
     Case("index_newaxis", f"{X}; out x[:, none]", lambda x: x[:, None]),
@@ -369,6 +370,8 @@ def test_op_matches_torch(case: Case) -> None:
 
 # (spec body, what the error says): mistakes the shape rules catch before torch would fail or differ.
 ERRORS = [
+    ("in x: f32[B, 4]; out randint([B], 3, low = 3)", "needs high > low"),
+    ("in x: f32[B, 4]; out randint([-1], 3)", "needs non-negative dims"),
     ("in x: f32[B, C, L]; out conv1d(x, 8, 3)", "needs a known channel count in dim 1"),
     ("in x: f32[B, 4, L, 2]; out conv1d(x, 8, 3)", "needs a tensor of rank 3"),
     ("in x: i64[B, 4, L]; out conv1d(x, 8, 3)", "needs a floating-point tensor"),
