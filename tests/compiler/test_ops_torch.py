@@ -438,6 +438,8 @@ TESTED_ELSEWHERE = {
     "sign": "test_gradients.py",
     "round": "test_gradients.py",
     "straight_through": "test_gradients.py",
+    "stablemax": "test_stablemax.py",
+    "stablemax_cross_entropy": "test_stablemax.py",
 }
 
 
