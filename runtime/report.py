@@ -121,6 +121,8 @@ def _merge(old: list, new: list) -> list:
 
 def _short_cite(cite: str) -> str:
     """`Authors YEAR, Title` -> `Title (YEAR)`, the part a reader scans for."""
+    if re.search(r"\((?:19|20)\d\d\)$", cite):
+        return cite  # already short: a kept row of an earlier report
     match = re.match(r"^.*?\b((?:19|20)\d\d)[a-z]?, (.+)$", cite)
     return f"{match.group(2)} ({match.group(1)})" if match else cite
 

@@ -8,7 +8,7 @@ from paperspec.runtime.report import BEGIN, END
 
 SPEC = """
 spec NAME
-cite "Doe and Roe 2021, A Paper About Lines"
+cite "Doe and Roe 2021, A Paper About Lines (ICML 2022, arXiv:2101.00001)"
 model M(d: int = 3) {
   in x: f32[B, d]
   out y: f32[B] = linear(x, 1)[.., 0]
@@ -52,7 +52,7 @@ def test_report_has_a_row_per_claim_and_keeps_the_prose(tmp_path, capsys):
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     table = rows(report)
     assert len(table) == 4
-    assert table[0].startswith("| bad.pspec | A Paper About Lines (2021) | `fit.eval.err < 0.0` |") and "| ✗ |" in table[0]
+    assert table[0].startswith("| bad.pspec | A Paper About Lines (ICML 2022, arXiv:2101.00001) (2021) | `fit.eval.err < 0.0` |") and "| ✗ |" in table[0]
     assert table[2].startswith("| good.pspec |") and "| ✓ |" in table[2]
     assert "fit.eval.err = " in table[2]
     assert "3 of 4 claims hold (2 specs)." in text
