@@ -547,6 +547,28 @@ class BlockElaborator(ExpressionEvaluator):
                 expr.span,
                 "a shared instance must see inputs of the same feature sizes at every use",
             )
+        if graph is not instance.graph:
+            self.generalize(instance, expr)
+
+    def generalize(self, instance: Instance, expr) -> None:
+        """A shared instance applied at two different sizes (a model called on 2 and on 10
+        candidates) is compiled from its declaration with symbolic sizes, so its one module
+        serves both uses instead of the first one's sizes."""
+        if instance.generic:
+            return
+        try:
+            generic = self.compiler.elaborate_block(instance.block, instance.args, None, None, [])
+        except SpecError as error:
+            raise SpecError(
+                f"instance `{instance.module}` is applied at two different sizes, and its block does not compile "
+                f"for symbolic sizes: {error.message}",
+                expr.span,
+            ) from None
+        if state_shapes(generic) != state_shapes(instance.graph):
+            raise SpecError(f"instance `{instance.module}` is applied to inputs its weights do not fit", expr.span)
+        instance.graph, instance.generic = generic, True
+        home = instance.owner if instance.owner is not None and instance.module in instance.owner.modules else self.graph
+        home.modules[instance.module] = dataclasses.replace(home.modules[instance.module], graph=generic)
 
     def add_op_module(self, node, hint: str) -> None:
         name = self.graph.allocate_module_name(hint)

@@ -43,6 +43,7 @@ class Instance:
     module: str | None = None  # submodule name, given at first application
     graph: BlockGraph | None = None  # graph of the first application
     owner: BlockGraph | None = None  # the graph that holds it as a submodule
+    generic: bool = False  # its graph was compiled with symbolic sizes, to serve uses at several sizes
     applications: list = field(default_factory=list)
 
 

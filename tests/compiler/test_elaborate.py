@@ -419,6 +419,61 @@ def test_a_model_an_imported_file_defines_can_be_built_by_name(tmp_path):
     assert "Base" in error.value.hint
 
 
+SHARED_AT_TWO_SIZES = """
+block Flat() {
+  in h: f32[B, K, 4]
+  out reshape(h, [h.shape[0], K * 4])
+}
+model M() {
+  in x: f32[B, 6, 4]
+  f = Flat()
+  out concat([f(x[:, :2, :]), f(x[:, 2:, :])], 1)
+}
+"""
+
+
+def test_a_shared_instance_applied_at_two_sizes_is_compiled_for_both():
+    # One module serves K = 2 and K = 4: it is compiled from Flat's declaration with symbolic
+    # K, not from its first use (whose K * 4 = 8 would break the second call).
+    spec = paperspec.loads(SHARED_AT_TWO_SIZES)
+    x = torch.randn(3, 6, 4)
+    torch.testing.assert_close(spec.build("M")(x), x.reshape(3, 24))
+    assert "4 * K" in spec.source("M")
+
+
+def test_a_procedures_model_called_at_two_sizes_trains_and_evaluates(tmp_path):
+    from paperspec.runtime.train import Trainer
+
+    text = """
+    model Score(d: int = 4) {
+      in x: f32[B, K, d]
+      out y: f32[B, K] = linear(x, 1)[.., 0]
+    }
+    data pts = linear_teacher(dim = 4)
+    train fit {
+      model net = Score()
+      data pts
+      batch 8
+      loss mse(net(stack([batch.x, batch.x], dim = 1))[:, 0], batch.y)
+      optimizer sgd(lr = 0.1)
+      steps 3
+      eval { e = mean(net(stack([batch.x, batch.x, batch.x], dim = 1))) }
+    }
+    """
+    path = tmp_path / "two_sizes.pspec"
+    path.write_text(textwrap.dedent(text))
+    result = Trainer(paperspec.load(str(path)), out_root=str(tmp_path / "runs"), progress=False).run()
+    assert result.steps == 3 and math.isfinite(result.metrics["e"])
+
+
+def test_a_block_that_cannot_be_symbolic_is_an_error_at_its_second_size():
+    text = SHARED_AT_TWO_SIZES.replace("reshape(h, [h.shape[0], K * 4])", "linear(reshape(h, [h.shape[0], K * 4]), 2)")
+    with pytest.raises(paperspec.SpecError) as error:
+        paperspec.loads(text).graph("M")
+    assert "weights do not fit" in error.value.message
+    assert error.value.span.line == 9
+
+
 def test_import_cycle_is_reported(tmp_path):
     (tmp_path / "a.pspec").write_text('import "b.pspec"\nmodel A() {\n  in x: f32[B]\n  out x\n}\n')
     (tmp_path / "b.pspec").write_text('import "a.pspec"\nblock Bb() {\n  in x: f32[B]\n  out x\n}\n')
