@@ -252,9 +252,59 @@ def _lion_class() -> type:
     return Lion
 
 
+# ---- SAM ----
+
+
+@cache
+def _sam_class() -> type:
+    import torch
+
+    class SAM(torch.optim.SGD):
+        """Sharpness-Aware Minimization (Foret et al. 2021) around SGD: from the gradient g at w,
+        step to w + rho g / ||g|| (the worst point of a rho-ball, to first order), take the
+        gradient there, come back to w and let SGD step with that gradient. It needs the loss
+        twice per step, so `step` takes a closure that recomputes it; the trainer passes one."""
+
+        needs_closure = True
+
+        def __init__(self, params, lr: float, rho: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0):
+            super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+            self.rho = rho
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            if closure is None:
+                raise RuntimeError("SAM needs a closure that recomputes the loss and its gradients")
+            params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+            scale = self.rho / (norm + 1e-12)
+            moves = [p.grad * scale for p in params]
+            torch._foreach_add_(params, moves)
+            with torch.enable_grad():
+                loss = closure()  # gradients at w + e
+            torch._foreach_sub_(params, moves)
+            super().step()
+            return loss
+
+    SAM.__module__, SAM.__qualname__ = __name__, "SAM"
+    return SAM
+
+
+def _build_sam(named_parameters: NamedParameters, args: dict) -> torch.optim.Optimizer:
+    return _sam_class()(
+        decay_groups(named_parameters, args), lr=args["lr"], rho=args["rho"], momentum=args["momentum"], weight_decay=args["weight_decay"]
+    )
+
+
+def _check_sam(args: dict) -> str | None:
+    return None if args["rho"] > 0 else f"optimizer `sam`: `rho` (the neighbourhood radius) must be > 0, got {args['rho']}"
+
+
 def __getattr__(name: str):
     if name == "Lion":
         return _lion_class()
+    if name == "SAM":
+        return _sam_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -288,4 +338,11 @@ register_optimizer(
     " decay_all: bool = false",
     _build_lion,
     "Lion (Chen et al. 2023): sign of interpolated momentum, decoupled weight decay.",
+)
+register_optimizer(
+    "sam",
+    "lr: float, rho: float = 0.05, momentum: float = 0.0, weight_decay: float = 0.0, decay_all: bool = false",
+    _build_sam,
+    "SAM (Foret et al. 2021): SGD with the gradient taken at the worst point of a rho-ball (two passes per step).",
+    check=_check_sam,
 )

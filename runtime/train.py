@@ -252,7 +252,10 @@ class Trainer:
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            if getattr(optimizer, "needs_closure", False):
+                optimizer.step(self.loss_closure(runner, phase, batch, fields, optimizer))
+            else:
+                optimizer.step()
             scheduler.step()
             if self.procedure.emas:
                 self.update_emas()
@@ -261,6 +264,18 @@ class Trainer:
             self.after_step(step, index, optimizer, scheduler, generator)
         self.final_state = self.training_state(index, optimizer, scheduler, generator)
         return step
+
+    def loss_closure(self, runner, phase, batch: dict, fields: list, optimizer):
+        """Recomputes the loss and its gradients on the step's batch, for optimizers that
+        evaluate it more than once per step (SAM)."""
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss = runner(phase.loss.name, *(batch[f].to(self.device) for f in fields))["loss"]
+            loss.backward()
+            return loss
+
+        return closure
 
     def training_state(self, phase: int, optimizer, scheduler, generator) -> dict:
         """All a resumed run needs to go on exactly as if it had never stopped."""

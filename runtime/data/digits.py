@@ -51,8 +51,19 @@ def _fields(args: dict) -> dict:
     return {"x": Field("f32", (64,)), "y": Field("i64", ())}
 
 
+def corrupt_labels(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """round(fraction * n) labels, chosen by `seed`, replaced by a different class drawn uniformly."""
+    rng = task_rng(seed, "digits_noise")
+    noisy = labels.copy()
+    chosen = rng.permutation(len(labels))[: round(fraction * len(labels))]
+    noisy[chosen] = (labels[chosen] + rng.integers(1, CLASSES, len(chosen))) % CLASSES
+    return noisy
+
+
 def _sampler(args: dict) -> TensorSampler:
     images, labels = split_digits(args)
+    if args["label_noise"] > 0:
+        labels = corrupt_labels(labels, args["label_noise"], args["seed"])
     return TensorSampler(as_tensors({"x": images, "y": labels}, _fields(args)))
 
 
@@ -61,6 +72,8 @@ def _validate(args: dict) -> str | None:
         return "the digits data ships with scikit-learn, which is not installed: pip install 'paperspec[digits]'"
     if args["split"] not in SPLITS:
         return f"split must be 'train' or 'test', got {args['split']!r}"
+    if not 0.0 <= args["label_noise"] < 1.0:
+        return f"label_noise is the fraction of labels replaced, in [0, 1); got {args['label_noise']}"
     if not 0.0 < args["test_fraction"] < 1.0:
         return f"test_fraction must be between 0 and 1 (exclusive), got {args['test_fraction']}"
     return seed_problem(args)
@@ -68,13 +81,14 @@ def _validate(args: dict) -> str | None:
 
 register_generator(
     "digits",
-    "split: str = 'train', test_fraction: float = 0.2, seed: int = 0",
+    "split: str = 'train', test_fraction: float = 0.2, label_noise: float = 0.0, seed: int = 0",
     _fields,
     _sampler,
     "The handwritten digits of scikit-learn (UCI optical recognition of handwritten digits; 1,797 "
     "8x8 images, about 180 per class; needs `pip install 'paperspec[digits]'`): x = the 64 pixels, "
     "row by row, scaled to [0, 1] (f32[64]), y = the digit (i64). A stratified split: "
     "round(test_fraction * count) images of each class, chosen by `seed`, form 'test' (359 of "
-    "1,797 at the default 0.2), the rest 'train' (1,438). A finite dataset.",
+    "1,797 at the default 0.2), the rest 'train' (1,438). With `label_noise`, that fraction of "
+    "the split's labels (chosen by `seed`) is replaced by a different class, uniformly. A finite dataset.",
     validate=_validate,
 )

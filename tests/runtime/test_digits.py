@@ -70,9 +70,24 @@ def test_labels_match_the_images():
     assert all(lookup[tuple(row)] == label for row, label in zip(test["x"].numpy().round(4), test["y"].tolist()))
 
 
+def test_label_noise_replaces_that_fraction_of_labels_by_other_classes():
+    clean, noisy = whole_split("train"), whole_split("train", label_noise=0.4)
+    assert torch.equal(clean["x"], noisy["x"])
+    changed = clean["y"] != noisy["y"]
+    assert changed.sum().item() == round(0.4 * 1438)  # each chosen label moves to another class
+    landed = torch.bincount(noisy["y"][changed], minlength=10).float()
+    assert landed.min() > 0.5 * landed.mean()  # spread over the classes
+    assert torch.equal(whole_split("train", label_noise=0.4)["y"], noisy["y"])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
-    [({"split": "valid"}, "split must be 'train' or 'test'"), ({"test_fraction": 1.0}, "test_fraction"), ({"seed": -1}, "seed")],
+    [
+        ({"split": "valid"}, "split must be 'train' or 'test'"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"seed": -1}, "seed"),
+        ({"label_noise": 1.0}, "label_noise"),
+    ],
 )
 def test_bad_arguments_are_errors_at_the_data_line(args, message):
     arguments = ", ".join(f"{k} = {v!r}".replace("'", '"') for k, v in args.items())

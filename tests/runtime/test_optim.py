@@ -32,10 +32,15 @@ def toy_loss(model: nn.Module) -> torch.Tensor:
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer) -> list:
-    for _ in range(STEPS):
+    def closure():
         optimizer.zero_grad()
-        toy_loss(model).backward()
-        optimizer.step()
+        loss = toy_loss(model)
+        loss.backward()
+        return loss
+
+    for _ in range(STEPS):
+        closure()
+        optimizer.step(closure) if getattr(optimizer, "needs_closure", False) else optimizer.step()
     return [p.detach().clone() for p in model.parameters()]
 
 
@@ -112,11 +117,53 @@ def test_lion_matches_hand_written_update():
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+def sam_reference(model: nn.Module, lr: float, rho: float, momentum: float) -> list:
+    """SAM written out: gradient at w, ascend to w + rho g/||g||, gradient there, SGD step at w."""
+    params = list(model.parameters())
+    velocity = [torch.zeros_like(p) for p in params]
+    for _ in range(STEPS):
+        grads = torch.autograd.grad(toy_loss(model), params)
+        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        with torch.no_grad():
+            moves = [rho * g / norm for g in grads]
+            for p, e in zip(params, moves, strict=True):
+                p += e
+        sharp = torch.autograd.grad(toy_loss(model), params)
+        with torch.no_grad():
+            for p, e, g, v in zip(params, moves, sharp, velocity, strict=True):
+                p -= e
+                v.mul_(momentum).add_(g)
+                p -= lr * v
+    return [p.detach().clone() for p in params]
+
+
+def test_sam_matches_a_hand_written_two_pass_step():
+    settings = {"lr": 0.05, "rho": 0.1, "momentum": 0.9}
+    ours, theirs = toy_model(), toy_model()
+    optimizer = build_optimizer("sam", {**settings, "decay_all": True}, list(ours.named_parameters()))
+    assert optimizer.needs_closure
+
+    train(ours, optimizer)
+    for a, b in zip(ours.parameters(), sam_reference(theirs, **settings), strict=True):
+        torch.testing.assert_close(a.detach(), b, atol=1e-6, rtol=0)
+    # It is not plain SGD with momentum: the gradient comes from the perturbed point.
+    baseline = toy_model()
+    plain = train(baseline, torch.optim.SGD(baseline.parameters(), lr=0.05, momentum=0.9))
+    assert any(not torch.allclose(a, b) for a, b in zip(ours.parameters(), plain, strict=True))
+
+
+def test_sam_without_a_closure_is_a_clear_error():
+    optimizer = build_optimizer("sam", {"lr": 0.1}, list(toy_model().named_parameters()))
+    with pytest.raises(RuntimeError, match="closure"):
+        optimizer.step()
+
+
 DECAY_SETTINGS = {
     "sgd": {"lr": 0.1, "weight_decay": 0.5},
     "adam": {"lr": 0.1, "weight_decay": 0.5},
     "adamw": {"lr": 0.1, "weight_decay": 0.5},
     "lion": {"lr": 0.1, "weight_decay": 0.5},
+    "sam": {"lr": 0.1, "weight_decay": 0.5},
 }
 
 
@@ -127,9 +174,12 @@ def test_weight_decay_groups(name, decay_all):
     model = toy_model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = build_optimizer(name, {**DECAY_SETTINGS[name], "decay_all": decay_all}, list(model.named_parameters()))
-    for param in model.parameters():
-        param.grad = torch.zeros_like(param)
-    optimizer.step()
+    def zero_gradients():
+        for param in model.parameters():
+            param.grad = torch.zeros_like(param)
+
+    zero_gradients()
+    optimizer.step(zero_gradients) if getattr(optimizer, "needs_closure", False) else optimizer.step()
     for param_name, param in model.named_parameters():
         moved = not torch.equal(param, before[param_name])
         assert moved == (decay_all or param.dim() >= 2), param_name
@@ -173,6 +223,7 @@ BAD_ARGS = [
     ("lion", {"beta2": 1.5}, "optimizer `lion`: `beta2` must be in [0, 1)"),
     ("lion", {"momentum": 0.9}, "optimizer `lion` has no argument `momentum`"),
     ("adamx", {}, "unknown optimizer `adamx`"),
+    ("sam", {"lr": 0.1, "rho": 0.0}, "optimizer `sam`: `rho` (the neighbourhood radius) must be > 0"),
 ]
 
 
