@@ -121,8 +121,7 @@ class Spec:
         """Source of the procedure's module: its models, and a method per loss and for metrics."""
         procedure = self.procedure(name)
         functions = [phase.loss for phase in procedure.phases]
-        if procedure.evaluation is not None:
-            functions.append(procedure.evaluation.metrics)
+        functions.extend(evaluation.metrics for evaluation in procedure.evaluations)
         for graph in functions:
             eliminate_common_subexpressions(graph)
         return torch_backend.generate_procedure(procedure.modules, functions, self.path)

@@ -60,16 +60,21 @@ class Procedure:
     teachers: dict = field(default_factory=dict)  # submodule -> (procedure, model)
     emas: dict = field(default_factory=dict)  # EMA model -> (the model it averages, decay)
     phases: list = field(default_factory=list)
-    evaluation: EvalSpec | None = None
+    evaluations: list = field(default_factory=list)  # one EvalSpec per `eval` statement, on one schedule
     checkpoint_every: int | None = None
     seed: int = 0
+
+    @property
+    def evaluation(self) -> EvalSpec | None:
+        """The first evaluation; its `every` is the schedule of all of them."""
+        return self.evaluations[0] if self.evaluations else None
 
     @property
     def steps(self) -> int:
         return sum(phase.steps or 0 for phase in self.phases)
 
     def metric_names(self) -> list:
-        return [name for name, _, _ in self.evaluation.metrics.outputs] if self.evaluation else []
+        return [name for evaluation in self.evaluations for name, _, _ in evaluation.metrics.outputs]
 
 
 class BatchValue:
@@ -201,14 +206,14 @@ class ProcedureElaborator:
             elif isinstance(stmt, ast.TrainFor):
                 phases.extend(self.expand_for(stmt))
             elif isinstance(stmt, ast.TrainEval):
-                settings["eval"] = stmt
+                settings.setdefault("eval", []).append(stmt)
             elif isinstance(stmt, ast.TrainCheckpoint):
                 self.procedure.checkpoint_every = self.positive_int(stmt.every, "checkpoint interval")
             else:
                 self.setting(stmt, settings, freeze)
         self.procedure.seed = self.int_setting(settings.get("seed"), DEFAULTS["seed"], "seed", minimum=0)
         if self.evaluation_only(settings, phases):
-            self.procedure.evaluation = self.evaluation(settings["eval"], settings.get("lets", []))
+            self.procedure.evaluations = self.evaluations(settings["eval"], settings.get("lets", []))
             return self.procedure
         for index, (phase, bindings) in enumerate(phases or [(None, {})]):
             own, own_freeze = dict(settings), list(freeze)
@@ -227,7 +232,7 @@ class ProcedureElaborator:
                 del self.scope.values[key]
         if "eval" in settings:
             self.teacher_steps = {}
-            self.procedure.evaluation = self.evaluation(settings["eval"], settings.get("lets", []))
+            self.procedure.evaluations = self.evaluations(settings["eval"], settings.get("lets", []))
         self.attach_emas()
         unused = [m for m in self.procedure.models if self.declared[m].graph is None and m not in self.procedure.emas]
         if unused:
@@ -253,8 +258,9 @@ class ProcedureElaborator:
         of an earlier procedure on other data): `eval on DATA { ... }`."""
         if self.declared or phases or "loss" in settings or "eval" not in settings:
             return False
-        if settings["eval"].data is None:
-            raise SpecError("an evaluation-only procedure needs `eval on DATA { ... }`", settings["eval"].span)
+        for stmt in settings["eval"]:
+            if stmt.data is None:
+                raise SpecError("an evaluation-only procedure needs `eval on DATA { ... }`", stmt.span)
         return True
 
     def expand_for(self, stmt: ast.TrainFor) -> list:
@@ -415,15 +421,33 @@ class ProcedureElaborator:
         if not isinstance(value, TensorValue) or value.type.rank != 0 or value.type.dtype not in ("f16", "bf16", "f32", "f64"):
             raise SpecError(f"{what} must be a floating-point scalar, got {describe(value)}", expr.span, "reduce it, e.g. with mean(...)")
 
-    def evaluation(self, stmt: ast.TrainEval, lets: list) -> EvalSpec:
+    def evaluations(self, stmts: list, lets: list) -> list:
+        """One EvalSpec per `eval` statement (e.g. accuracy on the training split and on the
+        test split); they run together, so they share one `every`, and metric names are unique."""
+        evaluations, names = [], set()
+        for index, stmt in enumerate(stmts):
+            evaluation = self.evaluation(stmt, lets, "metrics" if index == 0 else f"metrics_{index}", names)
+            if evaluations and evaluation.every != evaluations[0].every:
+                first = evaluations[0]
+                raise SpecError(
+                    f"the `eval` statements of a procedure run together, but this one runs {_schedule(evaluation.every)} "
+                    f"and the one at line {first.span.line} {_schedule(first.every)}",
+                    stmt.span,
+                    "give them the same `every`",
+                )
+            evaluations.append(evaluation)
+        return evaluations
+
+    def evaluation(self, stmt: ast.TrainEval, lets: list, method: str, names: set) -> EvalSpec:
         every = self.positive_int(stmt.every, "eval interval") if stmt.every is not None else None
         data = self.data_source(stmt.data) if stmt.data is not None else self.procedure.phases[-1].data
-        graph = self.function_graph("metrics", data, {})
+        graph = self.function_graph(method, data, {})
         settings = {"lets": lets}  # the procedure's bindings, on the evaluation batch
         for metric in stmt.metrics:
             name, expr = self.metric_name(metric), metric.value
-            if name in (n for n, _, _ in graph.outputs):
+            if name in names:
                 raise SpecError(f"metric `{name}` is listed twice", metric.span, "name one with `name = ...`")
+            names.add(name)
             if isinstance(expr, ast.Name) and expr.id == "loss" and self.scope.lookup("loss")[0] is False:
                 expr = self._final_loss_expr()
             value = self.eval_in(graph, expr, settings, only_needed=True)
@@ -453,6 +477,10 @@ class ProcedureElaborator:
     def check_pattern(self, pattern: tuple, span) -> None:
         if pattern[0] not in self.procedure.models:
             raise SpecError(f"`freeze` patterns start with a model of `{self.definition.name}`, got `{pattern[0]}`", span, did_you_mean(pattern[0], self.procedure.models))
+
+
+def _schedule(every: int | None) -> str:
+    return f"every {every} steps" if every else "once at the end"
 
 
 def _needed_bindings(lets: list, expr) -> list:

@@ -359,38 +359,40 @@ class Trainer:
     # ---- evaluation and checkpoints ----
 
     def make_eval_batches(self) -> list:
-        evaluation = self.procedure.evaluation
-        if evaluation is None:
-            return []
-        sampler = get_generator(evaluation.data.generator).sampler(evaluation.data.args)
-        generator = torch.Generator().manual_seed(self.procedure.seed * 7_919 + 104_729)
+        """Per `eval` statement: (its metrics method, batches of its data, each batch's weight)."""
         size = self.procedure.phases[-1].batch if self.procedure.phases else 64
+        return [self.eval_set(evaluation, index, size) for index, evaluation in enumerate(self.procedure.evaluations)]
+
+    def eval_set(self, evaluation, index: int, size: int) -> tuple:
+        sampler = get_generator(evaluation.data.generator).sampler(evaluation.data.args)
+        generator = torch.Generator().manual_seed(self.procedure.seed * 7_919 + 104_729 + index)
         fields = [spec.name for spec in evaluation.metrics.inputs]
         if isinstance(sampler, TensorSampler):
             batches = _whole_dataset_batches(sampler, size, generator)
-            self.eval_weights = [len(next(iter(b.values()))) for b in batches]  # the last batch may be short
+            weights = [len(next(iter(b.values()))) for b in batches]  # the last batch may be short
         else:
             count = max(1, min(64, math.ceil(sampler.size / size))) if getattr(sampler, "size", None) else EVAL_BATCHES
             batches = [sampler.sample(size, generator) for _ in range(count)]
-            self.eval_weights = [1] * len(batches)
-        return [[b[f].to(self.device) for f in fields] for b in batches]
+            weights = [1] * len(batches)
+        return evaluation.metrics.name, [[b[f].to(self.device) for f in fields] for b in batches], weights
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict:
         if not self.world.main:
             return {"step": step}
-        if self.procedure.evaluation is None:
+        if not self.procedure.evaluations:
             return {"step": step, "train_loss": _mean(self.losses[-50:])}
         self.module.eval()
-        totals: dict[str, float] = {}
-        weights = self.eval_weights
-        for batch, weight in zip(self.eval_batches, weights):
-            for name, value in self.module.metrics(*batch).items():
-                totals[name] = totals.get(name, 0.0) + weight * float(value)
+        record = {"step": step}
+        for method, batches, weights in self.eval_batches:
+            totals: dict[str, float] = {}
+            for batch, weight in zip(batches, weights):
+                for name, value in self.module(method, *batch).items():
+                    totals[name] = totals.get(name, 0.0) + weight * float(value)
+            # Metrics are batch means, so a short last batch counts by its size.
+            record.update({k: v / sum(weights) for k, v in totals.items()})
         self.module.train()
         self.teachers_eval()
-        # Metrics are batch means, so a short last batch counts by its size.
-        record = {"step": step, **{k: v / sum(weights) for k, v in totals.items()}}
         record["train_loss"] = _mean(self.losses[-50:])
         self.history.append(record)
         _append_history(self.run_dir, record)

@@ -266,6 +266,42 @@ def test_a_binding_no_metric_reads_may_use_fields_the_evaluation_data_lacks():
         procedures(typo)  # bindings are all checked on the training batch
 
 
+TWO_EVALS = """\
+data moons = two_moons()
+train fit {
+  model net = MLP()
+  data parity
+  loss cross_entropy(net(batch.x), batch.y)
+  optimizer sgd(lr = 0.1)
+  steps 4
+  eval every 2 on parity { fit_acc = accuracy(net(batch.x), batch.y) }
+  eval every 2 on parity { loss; other = mean(batch.y * 1.0) }
+}
+expect fit.eval.fit_acc >= fit.eval.other
+"""
+
+
+def test_several_evaluations_run_together_and_their_metrics_merge():
+    spec = paperspec.loads(HEAD + TWO_EVALS, "p.pspec")
+    fit = spec.procedure("fit")
+    assert fit.metric_names() == ["fit_acc", "loss", "other"]
+    assert [e.metrics.name for e in fit.evaluations] == ["metrics", "metrics_1"]
+    assert len(spec.claims()) == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message", "line"),
+    [
+        ("eval every 2 on parity { loss;", "eval every 3 on parity { loss;", "runs every 3 steps and the one at line 13 every 2 steps", 14),
+        ("{ loss; other = mean(batch.y * 1.0) }", "{ loss; fit_acc = mean(batch.y * 1.0) }", "metric `fit_acc` is listed twice", 14),
+    ],
+)
+def test_evaluations_share_a_schedule_and_distinct_names(old, new, message, line):
+    with pytest.raises(SpecError, match=message) as error:
+        paperspec.loads(HEAD + TWO_EVALS.replace(old, new), "p.pspec").procedures()
+    assert error.value.span.line == line
+
+
 def test_claims_keep_their_text_and_window():
     body = GOOD.replace("  steps 10\n", "  steps 10\n  eval every 5 { accuracy(net(batch.x), batch.y) }\n")
     body += "expect fit.eval.accuracy >= 0.9 within 100 steps\nexpect fit.train.loss < 0.1 and steps_to(fit.eval.accuracy > 0.5) <= 50\n"

@@ -468,6 +468,26 @@ def test_evaluation_on_a_finite_dataset_sees_every_example_once(tmp_path):
     assert result.metrics["first"] == pytest.approx(every["x"][:, 0].double().mean().item(), rel=1e-6)
 
 
+def test_two_evaluations_are_recorded_together(tmp_path):
+    text = LINE + """
+    data other = linear_teacher(dim = 4, seed = 5)
+    train fit {
+      model net = Line()
+      data teacher_data
+      loss mse(net(batch.x), batch.y)
+      optimizer sgd(lr = 0.1)
+      steps 6
+      eval every 3 on teacher_data { own = mse(net(batch.x), batch.y) }
+      eval every 3 on other { transfer = mse(net(batch.x), batch.y) }
+    }
+    """
+    result = run(write(tmp_path, text), tmp_path)
+    assert [sorted(r) for r in result.history] == [["own", "step", "train_loss", "transfer"]] * 2
+    assert result.metrics["transfer"] > result.metrics["own"]  # another teacher: the fit does not carry over
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [3, 6]
+
+
 CLAIMS = LINE + """
 train fit {
   model net = Line()
