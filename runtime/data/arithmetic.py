@@ -10,10 +10,9 @@ from paperspec.runtime.data.base import (
     as_tensors,
     register_generator,
     seed_problem,
+    split_problem,
     task_rng,
 )
-
-SPLITS = ("train", "test")
 
 
 def _inverse(b: np.ndarray, p: int) -> np.ndarray:
@@ -82,8 +81,9 @@ def _validate(args: dict) -> str | None:
         return f"unknown op {op!r}; choose one of {', '.join(OPERATIONS)}"
     if op == "div" and not _is_prime(modulus):
         return f"op 'div' needs a prime modulus, got {modulus}"
-    if args["split"] not in SPLITS:
-        return f"split must be 'train' or 'test', got {args['split']!r}"
+    problem = split_problem(args)
+    if problem:
+        return problem
     if not 0.0 <= args["corrupt"] <= 1.0:
         return f"corrupt must be between 0 and 1, got {args['corrupt']}"
     total = modulus * (modulus - 1 if op == "div" else modulus)

@@ -141,6 +141,11 @@ def task_rng(seed: int, salt: str) -> np.random.Generator:
     return np.random.default_rng([seed, *salt.encode()])
 
 
+def split_problem(args: dict) -> str | None:
+    """Finite datasets come as a 'train' and a 'test' split."""
+    return None if args["split"] in ("train", "test") else f"split must be 'train' or 'test', got {args['split']!r}"
+
+
 def seed_problem(args: dict) -> str | None:
     """Task seeds seed numpy streams, which take only non-negative integers."""
     return None if args["seed"] >= 0 else f"seed must be >= 0, got {args['seed']}"

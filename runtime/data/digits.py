@@ -12,10 +12,10 @@ from paperspec.runtime.data.base import (
     as_tensors,
     register_generator,
     seed_problem,
+    split_problem,
     task_rng,
 )
 
-SPLITS = ("train", "test")
 CLASSES = 10
 PIXEL_MAX = 16.0  # the images hold integer grey levels 0..16
 
@@ -70,8 +70,9 @@ def _sampler(args: dict) -> TensorSampler:
 def _validate(args: dict) -> str | None:
     if importlib.util.find_spec("sklearn") is None:
         return "the digits data ships with scikit-learn, which is not installed: pip install 'paperspec[digits]'"
-    if args["split"] not in SPLITS:
-        return f"split must be 'train' or 'test', got {args['split']!r}"
+    problem = split_problem(args)
+    if problem:
+        return problem
     if not 0.0 <= args["label_noise"] < 1.0:
         return f"label_noise is the fraction of labels replaced, in [0, 1); got {args['label_noise']}"
     if not 0.0 < args["test_fraction"] < 1.0:

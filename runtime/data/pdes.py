@@ -10,10 +10,10 @@ from paperspec.runtime.data.base import (
     as_tensors,
     register_generator,
     seed_problem,
+    split_problem,
     task_rng,
 )
 
-SPLITS = ("train", "test")
 HIGH, LOW = 12.0, 3.0  # the two permeabilities of Li et al. 2021's Darcy data
 # The field thresholded into a: a Gaussian random field with covariance (-Laplacian + TAU^2)^(-ALPHA)
 # and Neumann boundary conditions, as in Li et al. 2021 (only its sign matters, not its scale).
@@ -118,8 +118,9 @@ def _validate(args: dict) -> str | None:
         )
     if args["samples"] < 1:
         return f"darcy needs samples >= 1, got {args['samples']}"
-    if args["split"] not in SPLITS:
-        return f"split must be 'train' or 'test', got {args['split']!r}"
+    problem = split_problem(args)
+    if problem:
+        return problem
     return seed_problem(args)
 
 

@@ -12,10 +12,10 @@ from paperspec.runtime.data.base import (
     as_tensors,
     register_generator,
     seed_problem,
+    split_problem,
     task_rng,
 )
 
-SPLITS = ("train", "test")
 # The largest solver step; an observation interval is cut into equal steps no longer than this.
 # ETDRK4 integrates the stiff linear part exactly, so the step is bounded by the nonlinear term only.
 MAX_SOLVER_STEP = 0.1
@@ -154,8 +154,9 @@ def _validate(args: dict) -> str | None:
             return f"{name} must be > 0, got {args[name]}"
     if args["warmup"] < 0 or args["noise"] < 0:
         return f"warmup and noise must be >= 0, got {args['warmup']} and {args['noise']}"
-    if args["split"] not in SPLITS:
-        return f"split must be 'train' or 'test', got {args['split']!r}"
+    problem = split_problem(args)
+    if problem:
+        return problem
     return seed_problem(args)
 
 
