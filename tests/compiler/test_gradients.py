@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
+from spec_helpers import model_spec as shared_model_spec
+from spec_helpers import spec_error
 
 import paperspec
 from paperspec.compiler.backends.onnx import export_spec
@@ -16,7 +18,7 @@ POINTS = torch.tensor([-2.5, -1.5, -0.8, -0.5, -0.3, -0.05, 0.0, 0.02, 0.25, 0.5
 
 
 def model_spec(body: str, name: str = "<gradients>") -> paperspec.Spec:
-    return paperspec.loads("model M() {\n" + body.replace("; ", "\n") + "\n}\n", name)
+    return shared_model_spec(body, name)
 
 
 def forward_and_gradient(body: str, x: torch.Tensor) -> tuple:
@@ -163,7 +165,6 @@ SHAPE_ERRORS = [
 
 @pytest.mark.parametrize("body, message", SHAPE_ERRORS)
 def test_shape_rule_errors(body, message):
-    with pytest.raises(paperspec.SpecError) as caught:
-        model_spec(body).graph()
-    assert message in caught.value.message
-    assert caught.value.span is not None and caught.value.span.line == 3
+    error = spec_error(body)
+    assert message in error.message
+    assert error.span is not None and error.span.line == 3

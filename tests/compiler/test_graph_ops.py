@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
+from spec_helpers import model_spec as shared_model_spec
 
 import paperspec
 from paperspec.compiler.backends.onnx import export_spec
@@ -16,7 +17,7 @@ SIZES = [(6, 15), (40, 230)]  # (nodes, edges): two graph sizes for every check
 
 
 def model_spec(body: str, params: str = "") -> paperspec.Spec:
-    return paperspec.loads(f"model M({params}) {{\n{body.replace('; ', chr(10))}\n}}\n", "<graph>")
+    return shared_model_spec(body, "<graph>", params)
 
 
 def random_graph(nodes: int, edges: int, seed: int = 0, dtype=torch.float32) -> tuple:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
+from spec_helpers import model_spec as shared_model_spec
 
 import paperspec
 from paperspec.compiler.backends.onnx import export_spec
@@ -227,7 +228,7 @@ def test_the_parity_models_export_at_training_and_test_lengths(model):
 
 
 def model_spec(body: str) -> paperspec.Spec:
-    return paperspec.loads("model M() {\n" + body.replace("; ", "\n") + "\n}\n", "<recurrent>")
+    return shared_model_spec(body, "<recurrent>")
 
 
 SCAN = "in a: f32[B, T, 8]; in u: f32[B, T, 8]"

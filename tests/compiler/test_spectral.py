@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
+from spec_helpers import model_spec as shared_model_spec
+from spec_helpers import spec_error
 
 import paperspec
 from paperspec.compiler.backends.onnx import export_spec
@@ -207,7 +209,7 @@ def test_onnx_initializers_are_the_complex_weights():
 
 
 def model_spec(body: str) -> paperspec.Spec:
-    return paperspec.loads("model M() {\n" + body.replace("; ", "\n") + "\n}\n", "<spectral>")
+    return shared_model_spec(body, "<spectral>")
 
 
 # (body, message, hint, the text that the error's span starts at)
@@ -259,7 +261,6 @@ SHAPE_ERRORS = [
 
 @pytest.mark.parametrize("body, message", SHAPE_ERRORS)
 def test_shape_rule_errors(body, message):
-    with pytest.raises(paperspec.SpecError) as caught:
-        model_spec(body).graph()
-    assert message in caught.value.message
-    assert caught.value.span is not None and caught.value.span.line == 3
+    error = spec_error(body)
+    assert message in error.message
+    assert error.span is not None and error.span.line == 3
