@@ -243,7 +243,7 @@ def _reproduce(path: str, args) -> tuple:
     print(format_claims(results))
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} passed, {failed} failed  ({wall:.1f} s wall, {cpu:.1f} s CPU)")
-    return SpecReport(path, spec.cites, results, wall, cpu, runs), failed
+    return SpecReport(path, spec.cites, results, wall, cpu), failed
 
 
 def _check_improvement(runs: dict, claims: int) -> int:

@@ -7,7 +7,7 @@ import os
 import platform
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BEGIN = "<!-- paperspec reproduce --report: begin (generated; edit the spec, not this table) -->"
@@ -23,11 +23,6 @@ class SpecReport:
     claims: list  # ClaimResult
     wall_s: float
     cpu_s: float
-    runs: dict = field(default_factory=dict)  # procedure -> RunResult
-
-    @property
-    def passed(self) -> bool:
-        return all(claim.passed for claim in self.claims)
 
 
 def machine() -> str:
