@@ -40,6 +40,18 @@ class PhaseSpec:
     span: object
     teacher_steps: dict = field(default_factory=dict)  # teacher submodule -> checkpoint step (None: final)
     epochs: int | None = None
+    update: UpdateSpec | None = None  # an update rule instead of a loss; `loss` then computes its tensors
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """`update rule(model, tensors..., settings)`: the phase's graph outputs the tensors, by the
+    names the rule gives them."""
+
+    rule: str
+    model: str
+    settings: dict
+    span: object
 
 
 @dataclass
@@ -160,6 +172,7 @@ def _registry_signatures(kind: str) -> dict:
 
 DEFAULTS = {"batch": 32, "seed": 0}
 REQUIRED = ("loss", "data", "optimizer")
+OBJECTIVES = ("loss", "update")  # a phase trains by one of them
 
 
 class ProcedureElaborator:
@@ -217,6 +230,9 @@ class ProcedureElaborator:
             return self.procedure
         for index, (phase, bindings) in enumerate(phases or [(None, {})]):
             own, own_freeze = dict(settings), list(freeze)
+            for key in OBJECTIVES:
+                if phase is not None and _sets(phase, _other(key)):
+                    own.pop(key, None)  # the phase replaces the outer objective
             if phase is not None:
                 for stmt in phase.body:
                     if isinstance(stmt, (ast.TrainPhase, ast.TrainEval, ast.TrainCheckpoint, ast.TrainModel, ast.TrainFor)):
@@ -245,6 +261,8 @@ class ProcedureElaborator:
         elif isinstance(stmt, ast.TrainData):
             settings["data"] = stmt
         elif isinstance(stmt, ast.TrainSetting):
+            if stmt.key in OBJECTIVES:
+                _one_objective(stmt, settings)
             settings[stmt.key] = stmt
         elif isinstance(stmt, ast.TrainFreeze):
             freeze.append((stmt.freeze, stmt.pattern, stmt.span))
@@ -256,7 +274,7 @@ class ProcedureElaborator:
     def evaluation_only(self, settings: dict, phases: list) -> bool:
         """A procedure with no models of its own and no loss only evaluates (e.g. trained models
         of an earlier procedure on other data): `eval on DATA { ... }`."""
-        if self.declared or phases or "loss" in settings or "eval" not in settings:
+        if self.declared or phases or "loss" in settings or "update" in settings or "eval" not in settings:
             return False
         for stmt in settings["eval"]:
             if stmt.data is None:
@@ -355,7 +373,7 @@ class ProcedureElaborator:
 
     def phase(self, name: str, settings: dict, freeze: list, span) -> PhaseSpec:
         for key in REQUIRED:
-            if key not in settings:
+            if key not in settings and not (key == "loss" and "update" in settings):
                 raise SpecError(f"`{self.definition.name}` has no `{key}`" + (f" in phase `{name}`" if name != "main" else ""), span, _required_hint(key))
         data = self.data_source(settings["data"].value)
         steps, epochs = self.length(settings, name, span)
@@ -363,12 +381,46 @@ class ProcedureElaborator:
         optimizer = self.registry_call(settings["optimizer"].value, "optimizer")
         schedule = self.registry_call(settings["schedule"].value, "schedule", steps) if "schedule" in settings else ("constant", {})
         loss = self.function_graph(f"loss_{len(self.procedure.phases)}", data, settings)
-        value = self.eval_in(loss, settings["loss"].value, settings)
-        self.require_scalar(value, settings["loss"].value, "the loss")
-        loss.outputs.append(("loss", value.ref, settings["loss"].span))
+        update = None
+        if "update" in settings:
+            update = self.update_rule(settings["update"], loss, settings)
+        else:
+            value = self.eval_in(loss, settings["loss"].value, settings)
+            self.require_scalar(value, settings["loss"].value, "the loss")
+            loss.outputs.append(("loss", value.ref, settings["loss"].span))
         for _, pattern, pattern_span in freeze:
             self.check_pattern(pattern, pattern_span)
-        return PhaseSpec(name, loss, data, batch, steps, optimizer, schedule, [(f, p) for f, p, _ in freeze], span, epochs=epochs)
+        spec = PhaseSpec(name, loss, data, batch, steps, optimizer, schedule, [(f, p) for f, p, _ in freeze], span, epochs=epochs)
+        spec.update = update
+        return spec
+
+    def update_rule(self, stmt: ast.TrainSetting, graph: BlockGraph, settings: dict) -> UpdateSpec:
+        """`update contrastive_divergence(rbm, batch.x, k = 1)`: a model of this procedure, the
+        rule's tensors (expressions on the batch, computed by `graph`) and its settings."""
+        from paperspec.runtime.updates import all_update_rules, validate
+
+        call = stmt.value
+        rules = all_update_rules()
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+            raise SpecError("`update` names an update rule, e.g. `update contrastive_divergence(rbm, batch.x, k = 1)`", call.span, f"update rules: {', '.join(sorted(rules))}")
+        name = call.func.id
+        if name not in rules:
+            raise SpecError(f"unknown update rule `{name}`", call.func.span, did_you_mean(name, rules) or f"update rules: {', '.join(sorted(rules))}")
+        definition = rules[name]
+        model, tensors, rest = _update_arguments(call, definition)
+        if not isinstance(model, ast.Name) or model.id not in self.declared or model.id in self.procedure.emas:
+            raise SpecError(f"the first argument of `{name}` is the model it trains, one declared by `model` in this procedure", model.span, f"usage: {definition.describe()}")
+        values = self.eval_in(graph, ast.TupleExpr(tuple(expr for _, expr in tensors), call.span), settings)
+        for (tensor_name, expr), value in zip(tensors, values):
+            if not isinstance(value, TensorValue):
+                raise SpecError(f"`{tensor_name}` of `{name}` must be a tensor, got {describe(value)}", expr.span)
+            graph.outputs.append((tensor_name, value.ref, expr.span))
+        _, rule_settings = bind_named_call(self.evaluator(), dataclasses.replace(call, args=(), keywords=rest), {name: definition.signature}, "update rule")
+        problem = validate(name, rule_settings)
+        if problem:
+            raise SpecError(problem, call.span)
+        return UpdateSpec(name, model.id, rule_settings, stmt.span)
+
 
     def length(self, settings: dict, name: str, span) -> tuple:
         """(steps, epochs) of a phase: exactly one of `steps N` or `epochs N`."""
@@ -449,13 +501,15 @@ class ProcedureElaborator:
                 raise SpecError(f"metric `{name}` is listed twice", metric.span, "name one with `name = ...`")
             names.add(name)
             if isinstance(expr, ast.Name) and expr.id == "loss" and self.scope.lookup("loss")[0] is False:
-                expr = self._final_loss_expr()
+                expr = self._final_loss_expr(metric.span)
             value = self.eval_in(graph, expr, settings, only_needed=True)
             self.require_scalar(value, metric.value, f"metric `{name}`")
             graph.outputs.append((name, value.ref, metric.span))
         return EvalSpec(every, data, graph, stmt.span)
 
-    def _final_loss_expr(self):
+    def _final_loss_expr(self, span):
+        if not any(isinstance(s, ast.TrainSetting) and s.key == "loss" for s in _settings_anywhere(self.definition.body)):
+            raise SpecError(f"`loss` names the procedure's loss, but `{self.definition.name}` trains with an update rule", span, "name a metric, e.g. `error = mse(...)`")
         for stmt in reversed(self.definition.body):
             if isinstance(stmt, ast.TrainPhase):
                 found = [s for s in stmt.body if isinstance(s, ast.TrainSetting) and s.key == "loss"]
@@ -532,6 +586,49 @@ def _validate(kind: str, name: str, args: dict, steps: int | None):
 
     # With `epochs` the length is known at run time, where the schedule is checked again.
     return validate(name, args, steps if steps is not None else 10**12)
+
+
+def _other(key: str) -> str:
+    return OBJECTIVES[1 - OBJECTIVES.index(key)]
+
+
+def _sets(phase: ast.TrainPhase, key: str) -> bool:
+    return any(isinstance(s, ast.TrainSetting) and s.key == key for s in phase.body)
+
+
+def _one_objective(stmt: ast.TrainSetting, settings: dict) -> None:
+    """`loss` and `update` in one body contradict each other; a phase may replace the outer one,
+    which `run` drops from the phase's settings before reading its body."""
+    other = settings.get(_other(stmt.key))
+    if other is not None:
+        raise SpecError(f"a procedure trains by `loss` or by `update`, not both (`{other.key}` at line {other.span.line})", stmt.span)
+
+
+def _settings_anywhere(body) -> list:
+    found = []
+    for stmt in body:
+        found.extend(_settings_anywhere(stmt.body) if isinstance(stmt, (ast.TrainPhase, ast.TrainFor)) else [stmt])
+    return found
+
+
+def _update_arguments(call: ast.Call, definition) -> tuple:
+    """(model expr, [(tensor name, expr)], remaining keywords) of an update rule's call."""
+    positional = list(call.args)
+    by_name = {k.name: k for k in call.keywords}
+    model = positional.pop(0) if positional else by_name.pop("model", None)
+    if model is None:
+        raise SpecError(f"`{definition.name}` needs the model it trains first", call.span, f"usage: {definition.describe()}")
+    tensors = []
+    for tensor_name in definition.tensors:
+        if positional:
+            tensors.append((tensor_name, positional.pop(0)))
+        elif tensor_name in by_name:
+            tensors.append((tensor_name, by_name.pop(tensor_name).value))
+        else:
+            raise SpecError(f"`{definition.name}` needs its tensor argument `{tensor_name}`", call.span, f"usage: {definition.describe()}")
+    if positional:
+        raise SpecError(f"the settings of `{definition.name}` are keywords", positional[0].span, f"usage: {definition.describe()}")
+    return model, tensors, tuple(by_name.values())
 
 
 def _required_hint(key: str) -> str:

@@ -25,6 +25,7 @@ from paperspec.runtime.distributed import current_world, finish, shard, start
 from paperspec.runtime.optim import build_optimizer
 from paperspec.runtime.schedules import make_scheduler
 from paperspec.runtime.schedules import validate as schedule_problem
+from paperspec.runtime.updates import UpdateRuleError, get_update_rule
 
 EVAL_BATCHES = 8
 FINAL = "final"
@@ -62,6 +63,7 @@ class Trainer:
         self.history: list = []
         self.losses: list = []
         self.world = current_world()
+        self.rule = None  # the running phase's update rule, if it trains by one
 
     # ---- set-up ----
 
@@ -212,6 +214,7 @@ class Trainer:
                 self.load_teacher(module_name, *self.procedure.teachers[module_name], teacher_step)
         named = [(n, p) for name, model in self.trained.items() for n, p in model.named_parameters(prefix=name)]
         optimizer = build_optimizer(phase.optimizer[0], phase.optimizer[1], named)
+        self.rule = self.build_update_rule(phase, optimizer)
         scheduler = make_scheduler(optimizer, phase.schedule[0], phase.schedule[1], self._lengths[index])
         sampler = get_generator(phase.data.generator).sampler(phase.data.args)
         generator = torch.Generator().manual_seed(self.procedure.seed * 1_000_003 + index)
@@ -225,6 +228,8 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             generator.set_state(state["data_rng"])
+            if self.rule is not None:
+                self.rule.load_state_dict(state.get("update", {}))
             done_in_phase = start_step - step
             step = start_step
         if state is not None:
@@ -241,7 +246,8 @@ class Trainer:
         self.teachers_eval()
         for _ in range(done_in_phase, steps):
             batch = shard(sampler.sample(phase.batch, generator), self.world)
-            loss = runner(phase.loss.name, *(batch[f].to(self.device) for f in fields))["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.descend(runner, phase, batch, fields)
             step += 1
             value = self.global_mean(loss)  # one host sync per step, reused for the check and the log
             if not math.isfinite(value):
@@ -250,8 +256,6 @@ class Trainer:
                     f"`{self.procedure.name}`: the loss is {value} at step {step} (phase `{phase.name}`); "
                     f"last good checkpoint: {last if last else 'none'}"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             if getattr(optimizer, "needs_closure", False):
                 optimizer.step(self.loss_closure(runner, phase, batch, fields, optimizer))
             else:
@@ -264,6 +268,31 @@ class Trainer:
             self.after_step(step, index, optimizer, scheduler, generator)
         self.final_state = self.training_state(index, optimizer, scheduler, generator)
         return step
+
+    def descend(self, runner, phase, batch: dict, fields: list):
+        """Fills the parameters' grads for one step, by backprop through the loss or by the
+        phase's update rule; returns the value logged as the training loss."""
+        outputs = runner(phase.loss.name, *(batch[f].to(self.device) for f in fields))
+        if self.rule is None:
+            outputs["loss"].backward()
+            return outputs["loss"]
+        tensors = [outputs[name] for name in get_update_rule(phase.update.rule).tensors]
+        try:
+            return self.rule.step(*tensors)
+        except UpdateRuleError as error:
+            raise TrainingError(f"{_update_site(phase)}: {error}") from None
+
+    def build_update_rule(self, phase, optimizer):
+        if phase.update is None:
+            return None
+        if self.world.distributed:
+            raise TrainingError(f"{_update_site(phase)}: update rules run in one process; train without torchrun")
+        if getattr(optimizer, "needs_closure", False):
+            raise TrainingError(f"{_update_site(phase)}: optimizer `{phase.optimizer[0]}` re-evaluates a loss, and an update rule has none")
+        try:
+            return get_update_rule(phase.update.rule).build(self.models[phase.update.model], phase.update.settings)
+        except UpdateRuleError as error:
+            raise TrainingError(f"{_update_site(phase)}: {error}") from None
 
     def loss_closure(self, runner, phase, batch: dict, fields: list, optimizer):
         """Recomputes the loss and its gradients on the step's batch, for optimizers that
@@ -289,6 +318,8 @@ class Trainer:
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.rule is not None:
+            state["update"] = self.rule.state_dict()
         return state
 
     def restore_random_state(self, state: dict) -> None:
@@ -414,6 +445,11 @@ class Trainer:
             "models": {name: self.model_record(name) for name in self.models},
         }
         save_checkpoint(self.run_dir, step, self.models, state or {"phase": -1}, metadata)
+
+
+def _update_site(phase) -> str:
+    """Where a runtime error of an update rule comes from, in the spec."""
+    return f"`update {phase.update.rule}` (line {phase.update.span.line}, phase `{phase.name}`)"
 
 
 def _device(name: str) -> torch.device:
