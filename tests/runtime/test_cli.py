@@ -26,6 +26,7 @@ SMALL = {
     "dyck_transformer.pspec": ["--set", "d=8", "--set", "pairs=2", "--set", "uniform_layer=0", "--set", "ctx=8"],
     "pinn.pspec": ["--model", "LagrangianPINN", "--set", "width=8", "--set", "depth=2"],
     "deep_linear.pspec": ["--set", "dim=4", "--set", "depth=3"],
+    "equilibrium_propagation.pspec": ["--model", "HopfieldEnergy", "--set", "hidden=8"],
     "sam.pspec": ["--set", "width=8"],
     "lion.pspec": ["--model", "GPT", "--set", "d=16", "--set", "layers=2", "--set", "heads=2", "--set", "ctx=8"],
     "fno_deq.pspec": ["--model", "FNODEQ", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3"],
