@@ -422,6 +422,7 @@ TESTED_ELSEWHERE = {
     "jvp": "test_jvp_hvp.py",
     "hvp": "test_jvp_hvp.py",
     "fixed_point": "test_solvers.py",
+    "equilibrium": "../runtime/test_equilibrium.py",
     "odeint": "test_solvers.py",
     "scan": "test_solvers.py",
     "linear_scan": "test_recurrent.py",
