@@ -13,6 +13,7 @@ from paperspec.compiler.dims import Sym
 from paperspec.compiler.ir import BlockGraph, ValueRef
 from paperspec.compiler.types import TensorType
 from paperspec.compiler.values import BlockValue, Instance, TensorValue, describe
+from paperspec.compiler.weightspace import declare_weight_space_model, is_weight_space_call
 
 BATCH_DIM = "B"
 
@@ -71,6 +72,7 @@ class Procedure:
     models: list = field(default_factory=list)  # names of the models it trains
     teachers: dict = field(default_factory=dict)  # submodule -> (procedure, model)
     emas: dict = field(default_factory=dict)  # EMA model -> (the model it averages, decay)
+    weight_space: dict = field(default_factory=dict)  # model -> WeightSpaceModel: weights computed from trained models
     phases: list = field(default_factory=list)
     evaluations: list = field(default_factory=list)  # one EvalSpec per `eval` statement, on one schedule
     checkpoint_every: int | None = None
@@ -274,7 +276,7 @@ class ProcedureElaborator:
     def evaluation_only(self, settings: dict, phases: list) -> bool:
         """A procedure with no models of its own and no loss only evaluates (e.g. trained models
         of an earlier procedure on other data): `eval on DATA { ... }`."""
-        if self.declared or phases or "loss" in settings or "update" in settings or "eval" not in settings:
+        if self.procedure.models or phases or "loss" in settings or "update" in settings or "eval" not in settings:
             return False
         for stmt in settings["eval"]:
             if stmt.data is None:
@@ -329,6 +331,9 @@ class ProcedureElaborator:
             raise SpecError(f"`{stmt.name}` is already defined in `{self.definition.name}`", stmt.span)
         if isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "ema":
             self.declare_ema(stmt)
+            return
+        if is_weight_space_call(stmt.value):
+            declare_weight_space_model(self, stmt)
             return
         value = self.evaluator().eval(stmt.value)
         if isinstance(value, BlockValue):

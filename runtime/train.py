@@ -26,6 +26,7 @@ from paperspec.runtime.optim import build_optimizer
 from paperspec.runtime.schedules import make_scheduler
 from paperspec.runtime.schedules import validate as schedule_problem
 from paperspec.runtime.updates import UpdateRuleError, get_update_rule
+from paperspec.runtime.weightspace import compute_weight_space_models
 
 EVAL_BATCHES = 8
 FINAL = "final"
@@ -82,6 +83,7 @@ class Trainer:
         self.check_freeze_patterns()
         for module_name, (procedure, model) in self.procedure.teachers.items():
             self.load_teacher(module_name, procedure, model)
+        compute_weight_space_models(self.module, self.procedure.weight_space)
 
     def load_teacher(self, module_name: str, procedure: str, model: str, step: int | None = None) -> None:
         """Loads a teacher's weights: its final checkpoint, or the one saved at `step`."""
@@ -384,7 +386,7 @@ class Trainer:
                     )
 
     def teachers_eval(self) -> None:
-        for module_name in self.procedure.teachers:
+        for module_name in [*self.procedure.teachers, *self.procedure.weight_space]:
             getattr(self.module, module_name).eval()
 
     # ---- evaluation and checkpoints ----

@@ -33,6 +33,7 @@ SMALL = {
     "forward_forward.pspec": ["--model", "FFNet", "--set", "width=8"],
     "grokking.pspec": ["--set", "p=7", "--set", "width=8"],
     "neural_ode.pspec": ["--model", "NeuralODE", "--set", "width=8", "--set", "steps=3"],
+    "git_rebasin.pspec": ["--set", "width=8"],
     "memno.pspec": ["--model", "MemNO", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3", "--set", "state=4"],
 }
 BROKEN = """model Broken(d: int = 8) {
