@@ -11,8 +11,10 @@ from paperspec.compiler.calls import bind_named_call
 from paperspec.compiler.diagnostics import SpecError, did_you_mean
 from paperspec.compiler.dims import Sym
 from paperspec.compiler.ir import BlockGraph, ValueRef
+from paperspec.compiler.snapshots import attach_snapshots, declare_snapshot
 from paperspec.compiler.types import TensorType
 from paperspec.compiler.values import BlockValue, Instance, TensorValue, describe
+from paperspec.compiler.warm_start import declare_warm_start, is_warm_start
 from paperspec.compiler.weightspace import declare_weight_space_model, is_weight_space_call
 
 BATCH_DIM = "B"
@@ -72,6 +74,8 @@ class Procedure:
     models: list = field(default_factory=list)  # names of the models it trains
     teachers: dict = field(default_factory=dict)  # submodule -> (procedure, model)
     emas: dict = field(default_factory=dict)  # EMA model -> (the model it averages, decay)
+    snapshots: dict = field(default_factory=dict)  # snapshot model -> (the model it copies, every N steps)
+    warm_starts: dict = field(default_factory=dict)  # model -> (procedure, model) whose trained weights it starts from
     weight_space: dict = field(default_factory=dict)  # model -> WeightSpaceModel: weights computed from trained models
     phases: list = field(default_factory=list)
     evaluations: list = field(default_factory=list)  # one EvalSpec per `eval` statement, on one schedule
@@ -252,6 +256,7 @@ class ProcedureElaborator:
             self.teacher_steps = {}
             self.procedure.evaluations = self.evaluations(settings["eval"], settings.get("lets", []))
         self.attach_emas()
+        attach_snapshots(self)
         unused = [m for m in self.procedure.models if self.declared[m].graph is None and m not in self.procedure.emas]
         if unused:
             raise SpecError(f"model `{unused[0]}` is never used by a loss", self.declared[unused[0]].span)
@@ -332,9 +337,14 @@ class ProcedureElaborator:
         if isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "ema":
             self.declare_ema(stmt)
             return
+        if isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "snapshot":
+            declare_snapshot(self, stmt)
+            return
         if is_weight_space_call(stmt.value):
             declare_weight_space_model(self, stmt)
             return
+        if is_warm_start(stmt.value):
+            stmt = declare_warm_start(self, stmt)  # then declared as the model it starts
         value = self.evaluator().eval(stmt.value)
         if isinstance(value, BlockValue):
             value = self.evaluator().instantiate(value, [], {}, stmt.value, [], {})
@@ -426,7 +436,6 @@ class ProcedureElaborator:
             raise SpecError(problem, call.span)
         return UpdateSpec(name, model.id, rule_settings, stmt.span)
 
-
     def length(self, settings: dict, name: str, span) -> tuple:
         """(steps, epochs) of a phase: exactly one of `steps N` or `epochs N`."""
         if "steps" in settings and "epochs" in settings:
@@ -465,9 +474,9 @@ class ProcedureElaborator:
         """`expr` on the graph's batch, after the procedure's bindings: all of them for a loss (so
         a binding with a mistake is an error even if unused), or only those `expr` reads for a
         metric, whose evaluation data may lack fields the training data has."""
-        from paperspec.compiler.elaborate import Scope
+        from paperspec.compiler.progress import TrainingScope
 
-        scope = Scope({"batch": self.batches[id(graph)]}, parent=self.scope)
+        scope = TrainingScope(graph, self.batches[id(graph)], self.scope)
         evaluator = self.evaluator(graph, scope)
         lets = settings.get("lets", [])
         for stmt in _needed_bindings(lets, expr) if only_needed else lets:

@@ -23,8 +23,11 @@ from paperspec.runtime.checkpoint import (
 from paperspec.runtime.data import TensorSampler, get_generator
 from paperspec.runtime.distributed import current_world, finish, shard, start
 from paperspec.runtime.optim import build_optimizer
+from paperspec.runtime.progress import add_progress, evaluation_arguments, fill_progress
 from paperspec.runtime.schedules import make_scheduler
 from paperspec.runtime.schedules import validate as schedule_problem
+from paperspec.runtime.snapshots import refresh_snapshots, start_snapshots
+from paperspec.runtime.warm_start import warm_start_models
 from paperspec.runtime.updates import UpdateRuleError, get_update_rule
 from paperspec.runtime.weightspace import compute_weight_space_models
 
@@ -76,10 +79,12 @@ class Trainer:
         torch.manual_seed(self.procedure.seed)
         self.module = self.spec.build_procedure(self.procedure.name).to(self.device)
         self.models = {name: getattr(self.module, name) for name in self.procedure.models}
-        self.trained = {n: m for n, m in self.models.items() if n not in self.procedure.emas}
+        self.trained = {n: m for n, m in self.models.items() if n not in self.procedure.emas and n not in self.procedure.snapshots}
+        warm_start_models(self)  # before EMAs and snapshots copy the models
         for name, (source, _) in self.procedure.emas.items():
             self.models[name].load_state_dict(self.models[source].state_dict())
             self.models[name].requires_grad_(False)
+        start_snapshots(self.procedure.snapshots, self.models)
         self.check_freeze_patterns()
         for module_name, (procedure, model) in self.procedure.teachers.items():
             self.load_teacher(module_name, procedure, model)
@@ -248,6 +253,7 @@ class Trainer:
         self.teachers_eval()
         for _ in range(done_in_phase, steps):
             batch = shard(sampler.sample(phase.batch, generator), self.world)
+            batch = add_progress(batch, fields, step + 1, sum(self._lengths), self.device)
             optimizer.zero_grad(set_to_none=True)
             loss = self.descend(runner, phase, batch, fields)
             step += 1
@@ -265,6 +271,7 @@ class Trainer:
             scheduler.step()
             if self.procedure.emas:
                 self.update_emas()
+            refresh_snapshots(self.procedure.snapshots, self.models, step)
             self.losses.append(value)
             bar.update(step, self.losses[-1])
             self.after_step(step, index, optimizer, scheduler, generator)
@@ -407,7 +414,7 @@ class Trainer:
             count = max(1, min(64, math.ceil(sampler.size / size))) if getattr(sampler, "size", None) else EVAL_BATCHES
             batches = [sampler.sample(size, generator) for _ in range(count)]
             weights = [1] * len(batches)
-        return evaluation.metrics.name, [[b[f].to(self.device) for f in fields] for b in batches], weights
+        return evaluation.metrics.name, [evaluation_arguments(b, fields, self.device) for b in batches], weights
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict:
@@ -420,7 +427,7 @@ class Trainer:
         for method, batches, weights in self.eval_batches:
             totals: dict[str, float] = {}
             for batch, weight in zip(batches, weights):
-                for name, value in self.module(method, *batch).items():
+                for name, value in self.module(method, *fill_progress(batch, step, sum(self._lengths), self.device)).items():
                     totals[name] = totals.get(name, 0.0) + weight * float(value)
             # Metrics are batch means, so a short last batch counts by its size.
             record.update({k: v / sum(weights) for k, v in totals.items()})

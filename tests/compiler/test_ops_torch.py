@@ -441,6 +441,7 @@ TESTED_ELSEWHERE = {
     "straight_through": "test_gradients.py",
     "stablemax": "test_stablemax.py",
     "stablemax_cross_entropy": "test_stablemax.py",
+    "ece": "test_calibration.py",
 }
 
 

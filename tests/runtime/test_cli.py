@@ -34,6 +34,8 @@ SMALL = {
     "grokking.pspec": ["--set", "p=7", "--set", "width=8"],
     "neural_ode.pspec": ["--model", "NeuralODE", "--set", "width=8", "--set", "steps=3"],
     "git_rebasin.pspec": ["--set", "width=8"],
+    "ps_kd.pspec": ["--set", "width=8"],
+    "tleg.pspec": ["--model", "TLEG", "--set", "d=8", "--set", "hidden=12", "--set", "depth=3"],
     "memno.pspec": ["--model", "MemNO", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3", "--set", "state=4"],
 }
 BROKEN = """model Broken(d: int = 8) {
