@@ -31,6 +31,7 @@ SMALL = {
     "lion.pspec": ["--model", "GPT", "--set", "d=16", "--set", "layers=2", "--set", "heads=2", "--set", "ctx=8"],
     "fno_deq.pspec": ["--model", "FNODEQ", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3"],
     "forward_forward.pspec": ["--model", "FFNet", "--set", "width=8"],
+    "noprop.pspec": ["--model", "NoProp", "--set", "blocks=3", "--set", "width=8"],
     "grokking.pspec": ["--set", "p=7", "--set", "width=8"],
     "neural_ode.pspec": ["--model", "NeuralODE", "--set", "width=8", "--set", "steps=3"],
     "git_rebasin.pspec": ["--set", "width=8"],
