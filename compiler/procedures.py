@@ -11,6 +11,7 @@ from paperspec.compiler.calls import bind_named_call
 from paperspec.compiler.diagnostics import SpecError, did_you_mean
 from paperspec.compiler.dims import Sym
 from paperspec.compiler.ir import BlockGraph, ValueRef
+from paperspec.compiler.mixed_precision import declare_mixed_precision, is_mixed_precision
 from paperspec.compiler.snapshots import attach_snapshots, declare_snapshot
 from paperspec.compiler.types import TensorType
 from paperspec.compiler.values import BlockValue, Instance, TensorValue, describe
@@ -77,6 +78,7 @@ class Procedure:
     snapshots: dict = field(default_factory=dict)  # snapshot model -> (the model it copies, every N steps)
     warm_starts: dict = field(default_factory=dict)  # model -> (procedure, model) whose trained weights it starts from
     weight_space: dict = field(default_factory=dict)  # model -> WeightSpaceModel: weights computed from trained models
+    mixed_precision: dict = field(default_factory=dict)  # model -> MixedPrecision: bit widths set when the run starts
     phases: list = field(default_factory=list)
     evaluations: list = field(default_factory=list)  # one EvalSpec per `eval` statement, on one schedule
     checkpoint_every: int | None = None
@@ -343,6 +345,8 @@ class ProcedureElaborator:
         if is_weight_space_call(stmt.value):
             declare_weight_space_model(self, stmt)
             return
+        if is_mixed_precision(stmt.value):
+            stmt = declare_mixed_precision(self, stmt)  # then declared as the quantised model it wraps
         if is_warm_start(stmt.value):
             stmt = declare_warm_start(self, stmt)  # then declared as the model it starts
         value = self.evaluator().eval(stmt.value)

@@ -22,6 +22,7 @@ from paperspec.runtime.checkpoint import (
 )
 from paperspec.runtime.data import TensorSampler, get_generator
 from paperspec.runtime.distributed import current_world, finish, shard, start
+from paperspec.runtime.mixed_precision import prepare_mixed_precision
 from paperspec.runtime.optim import build_optimizer
 from paperspec.runtime.progress import add_progress, evaluation_arguments, fill_progress
 from paperspec.runtime.schedules import make_scheduler
@@ -159,6 +160,8 @@ class Trainer:
     def run(self, resume: bool = False) -> RunResult:
         self.build()
         self.run_dir = self.run_dir_for(resume)
+        if not resume:
+            prepare_mixed_precision(self)  # a resumed run's bit widths come with its checkpoint
         start_step, state = self.restore() if resume else (0, None)
         self.final_state = state
         self.eval_batches = self.make_eval_batches()

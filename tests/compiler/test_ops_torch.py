@@ -442,6 +442,7 @@ TESTED_ELSEWHERE = {
     "stablemax": "test_stablemax.py",
     "stablemax_cross_entropy": "test_stablemax.py",
     "ece": "test_calibration.py",
+    "quant_linear": "test_quantization.py",
 }
 
 
