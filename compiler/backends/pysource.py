@@ -27,6 +27,7 @@ NN_MODULE_ATTRIBUTES = {
 }
 RESERVED = (
     set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F"} | NN_MODULE_ATTRIBUTES
+    | {"interval_bounds"}  # the method a block's class gets when `interval_bounds` calls it
 )
 
 

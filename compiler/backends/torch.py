@@ -11,6 +11,7 @@ from paperspec.compiler.backends.pysource import (
     operand,
     render_dim,
 )
+from paperspec.compiler.backends.torch_interval import IntervalEmitter, bounded_graphs
 from paperspec.compiler.dims import Sym
 from paperspec.compiler.initializers import torch_init
 from paperspec.compiler.ir import BlockGraph, ModuleSpec, ValueRef, walk
@@ -41,10 +42,11 @@ def generate(root: BlockGraph, source_path: str = "") -> str:
     """Python source defining the module classes of `root` and everything it uses."""
     graphs = [g for g in walk(root) if g.name]
     out = _header(graphs, source_path)
+    bounded = bounded_graphs(graphs)
     for graph in graphs:
         out.line()
         out.line()
-        ClassEmitter(graph, out, out.reserved).emit()
+        ClassEmitter(graph, out, out.reserved, id(graph) in bounded).emit()
     return out.text()
 
 
@@ -88,10 +90,11 @@ def generate_procedure(modules: BlockGraph, functions: list, source_path: str = 
     for graph in [modules] + functions:
         children.extend(g for g in walk(graph) if g.name and g is not graph and g not in children)
     out = _header(children + functions, source_path)
+    bounded = bounded_graphs(children + functions)
     for graph in children:
         out.line()
         out.line()
-        ClassEmitter(graph, out, out.reserved).emit()
+        ClassEmitter(graph, out, out.reserved, id(graph) in bounded).emit()
     out.line()
     out.line()
     out.line(f"class {modules.name}(nn.Module):")
@@ -111,10 +114,11 @@ def generate_procedure(modules: BlockGraph, functions: list, source_path: str = 
 
 
 class ClassEmitter:
-    def __init__(self, graph: BlockGraph, out: CodeWriter, reserved: set):
+    def __init__(self, graph: BlockGraph, out: CodeWriter, reserved: set, bounded: bool = False):
         self.graph = graph
         self.out = out
         self.reserved = reserved
+        self.bounded = bounded  # an `interval_bounds` op calls it: the class gets an interval method
 
     def emit(self) -> None:
         graph, out = self.graph, self.out
@@ -128,6 +132,9 @@ class ClassEmitter:
             self.emit_init()
             out.line()
             FunctionEmitter(graph, out, self.reserved).emit_forward()
+            if self.bounded:
+                out.line()
+                IntervalEmitter(graph, out, self.reserved).emit_method()
 
     def emit_init(self) -> None:
         out = self.out

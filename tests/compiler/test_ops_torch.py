@@ -443,6 +443,7 @@ TESTED_ELSEWHERE = {
     "stablemax_cross_entropy": "test_stablemax.py",
     "ece": "test_calibration.py",
     "quant_linear": "test_quantization.py",
+    "interval_bounds": "test_interval.py",
 }
 
 

@@ -38,6 +38,7 @@ SMALL = {
     "ps_kd.pspec": ["--set", "width=8"],
     "tleg.pspec": ["--model", "TLEG", "--set", "d=8", "--set", "hidden=12", "--set", "depth=3"],
     "hawq.pspec": ["--model", "QuantizedMLP", "--set", "width=8", "--set", "narrow=4"],
+    "ibp_certified.pspec": ["--set", "width=8"],
     "memno.pspec": ["--model", "MemNO", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3", "--set", "state=4"],
 }
 BROKEN = """model Broken(d: int = 8) {
