@@ -15,14 +15,16 @@ NAME = "contrastive_divergence"
 
 
 class ContrastiveDivergence:
+    rule = NAME  # the name errors give; rules built on this one name themselves
+
     def __init__(self, model, settings: dict):
-        self.weights = parameter(model, "W", NAME)
-        self.visible_bias = parameter(model, "visible_bias", NAME)
-        self.hidden_bias = parameter(model, "hidden_bias", NAME)
+        self.weights = parameter(model, "W", self.rule)
+        self.visible_bias = parameter(model, "visible_bias", self.rule)
+        self.hidden_bias = parameter(model, "hidden_bias", self.rule)
         visible, hidden = self._sizes()
         if tuple(self.visible_bias.shape) != (visible,) or tuple(self.hidden_bias.shape) != (hidden,):
             raise UpdateRuleError(
-                f"`{NAME}` needs visible_bias: [{visible}] and hidden_bias: [{hidden}] to match W: [{visible}, {hidden}], "
+                f"`{self.rule}` needs visible_bias: [{visible}] and hidden_bias: [{hidden}] to match W: [{visible}, {hidden}], "
                 f"got {list(self.visible_bias.shape)} and {list(self.hidden_bias.shape)}"
             )
         self.k = settings["k"]
@@ -31,7 +33,7 @@ class ContrastiveDivergence:
 
     def _sizes(self) -> tuple:
         if self.weights.dim() != 2:
-            raise UpdateRuleError(f"`{NAME}` needs W to be [visible, hidden], got {list(self.weights.shape)}")
+            raise UpdateRuleError(f"`{self.rule}` needs W to be [visible, hidden], got {list(self.weights.shape)}")
         return tuple(self.weights.shape)
 
     def hidden_probabilities(self, visible):
@@ -80,9 +82,9 @@ class ContrastiveDivergence:
     def _check(self, data):
         visible, _ = self._sizes()
         if data.dim() != 2 or data.shape[1] != visible:
-            raise UpdateRuleError(f"`{NAME}` needs data of shape [batch, {visible}] (W is [{visible}, ...]), got {list(data.shape)}")
+            raise UpdateRuleError(f"`{self.rule}` needs data of shape [batch, {visible}] (W is [{visible}, ...]), got {list(data.shape)}")
         if not data.is_floating_point():
-            raise UpdateRuleError(f"`{NAME}` needs floating-point data in [0, 1], got {data.dtype}")
+            raise UpdateRuleError(f"`{self.rule}` needs floating-point data in [0, 1], got {data.dtype}")
         return data.to(self.weights.dtype)
 
     def state_dict(self) -> dict:

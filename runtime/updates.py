@@ -73,7 +73,7 @@ def validate(name: str, settings: dict) -> str | None:
 
 def _load_builtin_rules() -> None:
     """Rule modules register on import; they import torch only when a rule is built."""
-    from paperspec.runtime import equilibrium, rbm  # noqa: F401
+    from paperspec.runtime import equilibrium, rbm, unbiased_cd  # noqa: F401
 
 
 def parameter(model, name: str, rule: str):

@@ -107,6 +107,7 @@ def _load_builtin_generators() -> None:
     _LOADED = True
     from paperspec.runtime.data import (  # noqa: F401  (they register on import)
         arithmetic,
+        boltzmann,
         boolean,
         collocation,
         digits,

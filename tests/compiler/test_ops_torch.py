@@ -444,6 +444,7 @@ TESTED_ELSEWHERE = {
     "ece": "test_calibration.py",
     "quant_linear": "test_quantization.py",
     "interval_bounds": "test_interval.py",
+    "binary_states": "test_enumeration.py",
 }
 
 

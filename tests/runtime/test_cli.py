@@ -39,6 +39,7 @@ SMALL = {
     "tleg.pspec": ["--model", "TLEG", "--set", "d=8", "--set", "hidden=12", "--set", "depth=3"],
     "hawq.pspec": ["--model", "QuantizedMLP", "--set", "width=8", "--set", "narrow=4"],
     "ibp_certified.pspec": ["--set", "width=8"],
+    "rbm_cd.pspec": ["--set", "visible=9", "--set", "hidden=4"],
     "memno.pspec": ["--model", "MemNO", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3", "--set", "state=4"],
 }
 BROKEN = """model Broken(d: int = 8) {
