@@ -120,6 +120,7 @@ def _load_builtin_generators() -> None:
         sequences,
         timepdes,
         trajectories,
+        transport,
     )
 
 

@@ -445,6 +445,8 @@ TESTED_ELSEWHERE = {
     "quant_linear": "test_quantization.py",
     "interval_bounds": "test_interval.py",
     "binary_states": "test_enumeration.py",
+    "ot_pairing": "test_transport.py",
+    "sliced_wasserstein": "test_transport.py",
 }
 
 

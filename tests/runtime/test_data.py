@@ -29,6 +29,7 @@ SYNTHETIC_CASES = [
     ("gaussian_mixture", {"dim": 3, "components": 4}),
     ("two_moons", {}),
     ("eight_gaussians", {}),
+    ("gaussians_to_moons", {}),
     ("linear_teacher", {"dim": 5, "noise": 0.1}),
     ("trajectories", {"system": "oscillator", "points": 6, "noise": 0.1}),
 ]
