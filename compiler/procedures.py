@@ -427,8 +427,10 @@ class ProcedureElaborator:
             raise SpecError(f"unknown update rule `{name}`", call.func.span, did_you_mean(name, rules) or f"update rules: {', '.join(sorted(rules))}")
         definition = rules[name]
         model, tensors, rest = _update_arguments(call, definition)
-        if not isinstance(model, ast.Name) or model.id not in self.declared or model.id in self.procedure.emas:
+        if not isinstance(model, ast.Name) or model.id not in self.declared:
             raise SpecError(f"the first argument of `{name}` is the model it trains, one declared by `model` in this procedure", model.span, f"usage: {definition.describe()}")
+        if model.id in {**self.procedure.emas, **self.procedure.snapshots, **self.procedure.weight_space}:
+            raise SpecError(f"`{model.id}` follows other weights (an average, snapshot or weight-space model), so `{name}` cannot train it", model.span)
         values = self.eval_in(graph, ast.TupleExpr(tuple(expr for _, expr in tensors), call.span), settings)
         for (tensor_name, expr), value in zip(tensors, values):
             if not isinstance(value, TensorValue):

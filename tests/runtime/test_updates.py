@@ -206,6 +206,11 @@ def test_update_statement_errors_point_at_the_mistake(tmp_path, update, message,
     assert (error.span.line, error.span.column) == (18, column)
 
 
+def test_an_update_rule_cannot_train_a_model_that_copies_another(tmp_path):
+    error = spec_error(tmp_path, "model past = snapshot(rbm, every = 10)\n  update contrastive_divergence(past, batch.x)")
+    assert "`past` follows other weights" in str(error) and error.span.line == 19
+
+
 def test_loss_and_update_exclude_each_other_in_one_body(tmp_path):
     error = spec_error(tmp_path, "update contrastive_divergence(rbm, batch.x)\n  loss mean(rbm(batch.x))")
     assert "trains by `loss` or by `update`, not both" in str(error) and error.span.line == 19
