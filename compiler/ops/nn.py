@@ -40,7 +40,7 @@ def _linear_onnx(c):
     return c.node("Add", [y, c.weight("bias")]) if c.values["bias"] else y
 
 
-def _linear_params(call):
+def linear_parameters(call):
     params = {"weight": (call["features"], call.derived["in_features"])}
     if call["bias"]:
         params["bias"] = (call["features"],)
@@ -55,7 +55,7 @@ register(
     "affine map of the last dim: x @ W.T + b (nn.Linear)",
     category="layer",
     torch_module=lambda c: f"nn.Linear({c.derived['in_features']}, {c['features']}, bias={c['bias']})",
-    parameters=_linear_params,
+    parameters=linear_parameters,
     onnx=_linear_onnx,
 )
 

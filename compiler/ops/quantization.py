@@ -5,7 +5,7 @@ from __future__ import annotations
 from onnx import TensorProto
 
 from paperspec.compiler.ops.base import ShapeError, register
-from paperspec.compiler.ops.nn import _linear_params as linear_parameters
+from paperspec.compiler.ops.nn import linear_parameters
 from paperspec.compiler.ops.shapes import last_dim
 
 MAX_BITS = 8  # ONNX QuantizeLinear's int8 holds every symmetric grid up to 8 bits
