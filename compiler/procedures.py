@@ -15,7 +15,7 @@ from paperspec.compiler.mixed_precision import declare_mixed_precision, is_mixed
 from paperspec.compiler.snapshots import attach_snapshots, declare_snapshot
 from paperspec.compiler.types import TensorType
 from paperspec.compiler.values import BlockValue, Instance, TensorValue, describe
-from paperspec.compiler.warm_start import declare_warm_start, is_warm_start
+from paperspec.compiler.warm_start import check_warm_starts, declare_warm_start, is_warm_start
 from paperspec.compiler.weightspace import declare_weight_space_model, is_weight_space_call
 
 BATCH_DIM = "B"
@@ -259,6 +259,7 @@ class ProcedureElaborator:
             self.procedure.evaluations = self.evaluations(settings["eval"], settings.get("lets", []))
         self.attach_emas()
         attach_snapshots(self)
+        check_warm_starts(self)
         unused = [m for m in self.procedure.models if self.declared[m].graph is None and m not in self.procedure.emas]
         if unused:
             raise SpecError(f"model `{unused[0]}` is never used by a loss", self.declared[unused[0]].span)

@@ -12,6 +12,7 @@ import dataclasses
 
 from paperspec.compiler import ast
 from paperspec.compiler.diagnostics import SpecError, did_you_mean
+from paperspec.compiler.ir import state_shapes
 
 USAGE = "e.g. `model net = warm_start(MLP(width = 64), pretrain.net)` in `train finetune after pretrain`"
 
@@ -41,3 +42,30 @@ def trained_model(elaborator, expr) -> tuple:
     if expr.name not in procedure.models:
         raise SpecError(f"procedure `{procedure.name}` has no model `{expr.name}`", expr.span, did_you_mean(expr.name, procedure.models))
     return procedure.name, expr.name
+
+
+def check_warm_starts(elaborator) -> None:
+    """The shapes a warm start copies must agree, and there must be some: checked here, so
+    `paperspec check` finds the mismatch rather than the run that needed the source's weights."""
+    for name, (procedure, model) in elaborator.procedure.warm_starts.items():
+        instance = elaborator.declared[name]
+        if instance.graph is None:
+            continue  # unused: reported by the procedure
+        source = state_shapes(elaborator.done[procedure].modules.modules[model].graph)
+        target = state_shapes(instance.graph)
+        shared = sorted(set(source) & set(target))
+        if not shared:
+            raise SpecError(f"`{name}` shares no parameter name with `{procedure}.{model}`, so the warm start copies nothing", instance.span)
+        mismatched = [f"`{key}` {_shown(source[key])} vs {_shown(target[key])}" for key in shared if _differ(source[key], target[key])]
+        if mismatched:
+            raise SpecError(f"`{name}` cannot start from `{procedure}.{model}`: shapes differ: " + "; ".join(mismatched), instance.span)
+
+
+def _differ(first: tuple, second: tuple) -> bool:
+    if len(first) != len(second):
+        return True
+    return any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(first, second))
+
+
+def _shown(shape: tuple) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"

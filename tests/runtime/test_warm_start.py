@@ -65,11 +65,24 @@ def test_shared_names_start_from_the_trained_weights_and_the_rest_from_their_ini
     assert all(p.requires_grad for p in trainer.module.deeper.parameters())
 
 
-def test_a_shape_mismatch_names_the_parameters(tmp_path):
-    spec = load(tmp_path, FINETUNE.replace("Stack(depth = 4)", "Stack(depth = 4, width = 6)"))
-    Trainer(spec, "pretrain", out_root=str(tmp_path / "runs"), progress=False).run()
-    with pytest.raises(TrainingError, match=r"cannot start `deeper` from `pretrain.net`: shapes differ: `depth.0.own` \[8\] vs \[6\]"):
-        Trainer(spec, "finetune", out_root=str(tmp_path / "runs"), progress=False).run()
+def test_a_shape_mismatch_is_a_spec_error_naming_the_parameters():
+    text = HEAD + FINETUNE.replace("Stack(depth = 4)", "Stack(depth = 4, width = 6)")
+    with pytest.raises(paperspec.SpecError, match=r"`deeper` cannot start from `pretrain.net`: shapes differ: `depth.0.own` \[8\] vs \[6\]; .* `shared` \[8, 8\] vs \[6, 8\]") as caught:
+        paperspec.loads(text, "w.pspec").procedures()
+    assert caught.value.span.line == 20
+
+
+def test_weights_that_no_longer_fit_are_refused_when_the_run_starts(tmp_path):
+    """A checkpoint written by an older version of the source model (the spec changed since)."""
+    from safetensors.torch import save_file
+
+    from paperspec.runtime.warm_start import copy_matching
+
+    target = torch.nn.Linear(4, 2)
+    save_file({"weight": torch.zeros(3, 4), "bias": torch.zeros(2)}, str(tmp_path / "old.safetensors"))
+    assert copy_matching(target, tmp_path / "old.safetensors") == "shapes differ: `weight` [3, 4] vs [2, 4]"
+    save_file({"other": torch.zeros(1)}, str(tmp_path / "unrelated.safetensors"))
+    assert "share no parameter name" in copy_matching(target, tmp_path / "unrelated.safetensors")
 
 
 def test_a_missing_source_run_is_a_clear_error(tmp_path):
