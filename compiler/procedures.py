@@ -12,7 +12,7 @@ from paperspec.compiler.diagnostics import SpecError, did_you_mean
 from paperspec.compiler.dims import Sym
 from paperspec.compiler.ir import BlockGraph, ValueRef
 from paperspec.compiler.mixed_precision import declare_mixed_precision, is_mixed_precision
-from paperspec.compiler.snapshots import attach_snapshots, declare_snapshot
+from paperspec.compiler.snapshots import declare_snapshot
 from paperspec.compiler.types import TensorType
 from paperspec.compiler.values import BlockValue, Instance, TensorValue, describe
 from paperspec.compiler.warm_start import check_warm_starts, declare_warm_start, is_warm_start
@@ -257,8 +257,8 @@ class ProcedureElaborator:
         if "eval" in settings:
             self.teacher_steps = {}
             self.procedure.evaluations = self.evaluations(settings["eval"], settings.get("lets", []))
-        self.attach_emas()
-        attach_snapshots(self)
+        self.attach_followers(self.procedure.emas, "averages")
+        self.attach_followers(self.procedure.snapshots, "copies")
         check_warm_starts(self)
         unused = [m for m in self.procedure.models if self.declared[m].graph is None and m not in self.procedure.emas]
         if unused:
@@ -316,23 +316,29 @@ class ProcedureElaborator:
             decay = self.evaluator().eval(keyword.value)
             if not isinstance(decay, (int, float)) or isinstance(decay, bool) or not 0.0 <= decay < 1.0:
                 raise SpecError(f"`decay` of ema must be in [0, 1), got {describe(decay)}", keyword.value.span)
-        source = self.declared[call.args[0].id]
-        instance = Instance(source.block, dict(source.args), stmt.span, module=stmt.name, owner=self.procedure.modules)
+        self.declare_follower(stmt, call.args[0].id)
+        self.procedure.emas[stmt.name] = (call.args[0].id, float(decay))
+
+    def declare_follower(self, stmt: ast.TrainModel, source: str) -> None:
+        """A model of the procedure whose weights follow `source`'s (an average, a snapshot): the
+        same block with the same arguments."""
+        followed = self.declared[source]
+        instance = Instance(followed.block, dict(followed.args), stmt.span, module=stmt.name, owner=self.procedure.modules)
         self.declared[stmt.name] = instance
         self.procedure.models.append(stmt.name)
-        self.procedure.emas[stmt.name] = (call.args[0].id, float(decay))
         self.scope.set(stmt.name, instance)
 
-    def attach_emas(self) -> None:
-        for name, (source, _) in self.procedure.emas.items():
-            instance, averaged = self.declared[name], self.declared[source]
-            if averaged.graph is None:
-                raise SpecError(f"`{name}` averages `{source}`, which no loss uses", instance.span)
+    def attach_followers(self, followers: dict, verb: str) -> None:
+        """A follower no loss calls is still a model (saved in checkpoints): it gets its source's graph."""
+        for name, (source, _) in followers.items():
+            instance, followed = self.declared[name], self.declared[source]
+            if followed.graph is None:
+                raise SpecError(f"`{name}` {verb} `{source}`, which no loss uses", instance.span)
             if instance.graph is None:
                 from paperspec.compiler.ir import ModuleSpec
 
-                instance.graph = averaged.graph
-                self.procedure.modules.modules[name] = ModuleSpec(name, "block", instance.span, graph=averaged.graph)
+                instance.graph = followed.graph
+                self.procedure.modules.modules[name] = ModuleSpec(name, "block", instance.span, graph=followed.graph)
 
     def declare_model(self, stmt: ast.TrainModel) -> None:
         if stmt.name in self.declared or stmt.name in self.scope.values:

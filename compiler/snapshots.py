@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from paperspec.compiler import ast
 from paperspec.compiler.diagnostics import SpecError
-from paperspec.compiler.ir import ModuleSpec
-from paperspec.compiler.values import Instance
 
 USAGE = "e.g. `model past = snapshot(net, every = 100)`"
 
@@ -27,20 +25,5 @@ def declare_snapshot(elaborator, stmt: ast.TrainModel) -> None:
         every = elaborator.positive_int(keyword.value, "`every` of snapshot")
     if every is None:
         raise SpecError("`snapshot` needs `every = N`, the steps between copies", call.span, USAGE)
-    copied = elaborator.declared[source]
-    instance = Instance(copied.block, dict(copied.args), stmt.span, module=stmt.name, owner=procedure.modules)
-    elaborator.declared[stmt.name] = instance
-    procedure.models.append(stmt.name)
+    elaborator.declare_follower(stmt, source)
     procedure.snapshots[stmt.name] = (source, every)
-    elaborator.scope.set(stmt.name, instance)
-
-
-def attach_snapshots(elaborator) -> None:
-    """A snapshot no loss calls is still a model (saved in checkpoints): it gets its source's graph."""
-    for name, (source, _) in elaborator.procedure.snapshots.items():
-        instance, copied = elaborator.declared[name], elaborator.declared[source]
-        if copied.graph is None:
-            raise SpecError(f"`{name}` copies `{source}`, which no loss uses", instance.span)
-        if instance.graph is None:
-            instance.graph = copied.graph
-            elaborator.procedure.modules.modules[name] = ModuleSpec(name, "block", instance.span, graph=copied.graph)

@@ -28,8 +28,8 @@ from paperspec.runtime.progress import add_progress, evaluation_arguments, fill_
 from paperspec.runtime.schedules import make_scheduler
 from paperspec.runtime.schedules import validate as schedule_problem
 from paperspec.runtime.snapshots import refresh_snapshots, start_snapshots
-from paperspec.runtime.warm_start import warm_start_models
 from paperspec.runtime.updates import UpdateRuleError, get_update_rule
+from paperspec.runtime.warm_start import warm_start_models
 from paperspec.runtime.weightspace import compute_weight_space_models
 
 EVAL_BATCHES = 8
@@ -93,17 +93,11 @@ class Trainer:
 
     def load_teacher(self, module_name: str, procedure: str, model: str, step: int | None = None) -> None:
         """Loads a teacher's weights: its final checkpoint, or the one saved at `step`."""
-        run_dir = self.teacher_runs.get(procedure) or latest_run(self.out_root, self.spec, procedure)
-        folder = latest_checkpoint(run_dir) if run_dir else None
-        if folder is None:
-            raise TrainingError(
-                f"`{self.procedure.name}` needs the trained `{procedure}.{model}`, but no checkpoint of `{procedure}` "
-                f"was found under {self.out_root}; train `{procedure}` first (or run `paperspec reproduce`)"
-            )
+        folder = self.final_checkpoint(procedure, f"needs the trained `{procedure}.{model}`")
         if step is not None:
             folder = folder.parent / f"step_{step:07d}"
             if not folder.is_dir():
-                raise TrainingError(f"`{procedure}` has no checkpoint at step {step} in {run_dir}")
+                raise TrainingError(f"`{procedure}` has no checkpoint at step {step} in {folder.parent.parent}")
         teacher = getattr(self.module, module_name)
         try:
             load_weights(folder, {model: teacher})
@@ -111,6 +105,17 @@ class Trainer:
             raise TrainingError(f"`{self.procedure.name}` cannot use the trained `{procedure}.{model}`: {error}") from None
         teacher.requires_grad_(False)
         teacher.eval()
+
+    def final_checkpoint(self, procedure: str, purpose: str) -> Path:
+        """The last checkpoint of an earlier procedure, whose trained weights this one `purpose`."""
+        run_dir = self.teacher_runs.get(procedure) or latest_run(self.out_root, self.spec, procedure)
+        folder = latest_checkpoint(run_dir) if run_dir else None
+        if folder is None:
+            raise TrainingError(
+                f"`{self.procedure.name}` {purpose}, but no checkpoint of `{procedure}` was found under {self.out_root}; "
+                f"train `{procedure}` first (or run `paperspec reproduce`)"
+            )
+        return folder
 
     def phase_steps(self, phase) -> int:
         """A phase's length; `epochs` passes over a finite dataset, counted in whole batches."""

@@ -10,17 +10,10 @@ from safetensors.torch import load_file
 
 def warm_start_models(trainer) -> None:
     """Loads each warm-started model of the trainer's procedure from its source's final weights."""
-    from paperspec.runtime.checkpoint import latest_checkpoint
-    from paperspec.runtime.train import TrainingError, latest_run
+    from paperspec.runtime.train import TrainingError
 
     for name, (procedure, model) in trainer.procedure.warm_starts.items():
-        run_dir = trainer.teacher_runs.get(procedure) or latest_run(trainer.out_root, trainer.spec, procedure)
-        folder = latest_checkpoint(run_dir) if run_dir else None
-        if folder is None:
-            raise TrainingError(
-                f"`{trainer.procedure.name}` starts `{name}` from the trained `{procedure}.{model}`, but no checkpoint of "
-                f"`{procedure}` was found under {trainer.out_root}; train `{procedure}` first (or run `paperspec reproduce`)"
-            )
+        folder = trainer.final_checkpoint(procedure, f"starts `{name}` from the trained `{procedure}.{model}`")
         problem = copy_matching(trainer.models[name], Path(folder) / f"{model}.safetensors")
         if problem:
             raise TrainingError(f"`{trainer.procedure.name}` cannot start `{name}` from `{procedure}.{model}`: {problem}")
