@@ -459,9 +459,14 @@ class Trainer:
             "spec_hash": self.spec.source_hash,
             "procedure": self.procedure.name,
             "metrics": metrics or {},
-            "models": {name: self.model_record(name) for name in self.models},
+            "models": {name: self.model_record(name) for name in self.saved_models()},
         }
-        save_checkpoint(self.run_dir, step, self.models, state or {"phase": -1}, metadata)
+        save_checkpoint(self.run_dir, step, self.saved_models(), state or {"phase": -1}, metadata)
+
+    def saved_models(self) -> dict:
+        """The procedure's models and its weight-space models (a merged model can be exported)."""
+        computed = {name: getattr(self.module, name) for name in self.procedure.weight_space}
+        return {**self.models, **computed}
 
 
 def _update_site(phase) -> str:

@@ -177,6 +177,12 @@ def test_a_procedure_measures_the_barrier_of_the_trained_models(tmp_path):
     rebasin = {k: (a[k] + aligned[k]) / 2 for k in a}
     assert merge.metrics["rebasin_excess"] == pytest.approx(loss(rebasin) - (loss(a) + loss(b)) / 2, abs=1e-5)
     assert abs(merge.metrics["aligned_b"]) < 1e-5
+    # The merged models are saved with the evaluation, so they can be exported.
+    saved = merge.run_dir / "checkpoints" / "step_0000000"
+    for key, value in load_file(saved / "naive.safetensors").items():
+        torch.testing.assert_close(value, average[key])
+    for key, value in load_file(saved / "aligned.safetensors").items():
+        torch.testing.assert_close(value, aligned[key])
 
 
 def test_models_read_only_by_weight_space_functions_are_loaded(tmp_path):
