@@ -269,6 +269,7 @@ class TrainDef:
     body: tuple
     span: Span
     name_span: Span
+    after_spans: tuple = ()  # of Span, one per name in `after`
 
 
 # ---- top level ----

@@ -216,8 +216,9 @@ class _AstBuilder(Transformer):
 
     def train_def(self, meta, children):
         name, *after, body = children
-        after_names = tuple(str(a) for a in after if a is not None)
-        return ast.TrainDef(str(name), after_names, body, self.span(meta), _span(self.file_path, name))
+        after = [a for a in after if a is not None]
+        after_spans = tuple(_span(self.file_path, a) for a in after)
+        return ast.TrainDef(str(name), tuple(str(a) for a in after), body, self.span(meta), _span(self.file_path, name), after_spans)
 
     def train_body(self, meta, children):
         return tuple(c for c in children if c is not None)

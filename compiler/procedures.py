@@ -698,12 +698,12 @@ def _dependency_order(trains: tuple) -> list:
     def visit(definition) -> None:
         if state.get(definition.name) == "done":
             return
-        if state.get(definition.name) == "active":
-            raise SpecError(f"procedure `{definition.name}` depends on itself through `after`", definition.span)
         state[definition.name] = "active"
-        for name in definition.after:
+        for name, span in zip(definition.after, definition.after_spans or [definition.span] * len(definition.after)):
             if name not in by_name:
-                raise SpecError(f"unknown procedure `{name}` in `after`", definition.span, did_you_mean(name, by_name))
+                raise SpecError(f"unknown procedure `{name}` in `after`", span, did_you_mean(name, by_name))
+            if state.get(name) == "active":
+                raise SpecError(f"procedure `{name}` depends on itself through `after` (via `{definition.name}`)", span)
             visit(by_name[name])
         state[definition.name] = "done"
         order.append(definition)

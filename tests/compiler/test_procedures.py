@@ -93,9 +93,9 @@ ERRORS = [
     ("zero checkpoint interval", _with("  steps 10\n", "  steps 10\n  checkpoint every 0\n"), 12, 20, "checkpoint interval must be an integer >= 1", None),
     ("zero eval interval", _with("  steps 10\n", "  steps 10\n  eval every 0 { loss }\n"), 12, 14, "eval interval must be an integer >= 1", None),
     # procedures and their dependencies
-    ("after an unknown procedure", _with("train fit {", "train fit after teachr {"), 6, 1, "unknown procedure `teachr` in `after`", None),
-    ("dependency cycle", _with("train fit {", "train fit after fit {"), 6, 1, "procedure `fit` depends on itself through `after`", None),
-    ("dependency cycle of two", _with("train fit {", "train fit after other {") + _with("train fit {", "train other after fit {"), 6, 1,
+    ("after an unknown procedure", _with("train fit {", "train fit after teachr {"), 6, 17, "unknown procedure `teachr` in `after`", None),
+    ("dependency cycle", _with("train fit {", "train fit after fit {"), 6, 17, "procedure `fit` depends on itself through `after`", None),
+    ("dependency cycle of two", _with("train fit {", "train fit after other {") + _with("train fit {", "train other after fit {"), 13, 19,
      "depends on itself through `after`", None),
     ("duplicate procedure", GOOD + GOOD, 13, 7, "procedure `fit` is defined twice", None),
     ("teacher without that model", GOOD + TEACHER_OF_FIT, 16, 27, "procedure `fit` has no model `nett`", "did you mean `net`?"),
