@@ -402,6 +402,32 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def _registries() -> dict:
+    """What `paperspec list` shows: each kind's registered names with signatures and docs."""
+    from paperspec.runtime.data import all_generators
+    from paperspec.runtime.optim import all_optimizers
+    from paperspec.runtime.schedules import all_schedules
+    from paperspec.runtime.updates import all_update_rules
+    from paperspec.runtime.weightspace import all_weight_space_functions
+
+    return {
+        "data": all_generators,
+        "optimizers": all_optimizers,
+        "schedules": all_schedules,
+        "updates": all_update_rules,
+        "weight-space": all_weight_space_functions,
+    }
+
+
+def cmd_list(args) -> int:
+    if args.kind == "ops":
+        return cmd_ops(args)
+    for definition in sorted(_registries()[args.kind]().values(), key=lambda d: d.name):
+        print(f"  {definition.describe()}")
+        print(f"      {definition.doc}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperspec", description="Check, compile and run .pspec model specs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -491,6 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops = commands.add_parser("ops", help="list every registered op with its signature")
     ops.set_defaults(run=cmd_ops)
+
+    listing = commands.add_parser("list", help="list what a spec can name: ops, data generators, optimizers, schedules, update rules, weight-space functions")
+    listing.add_argument("kind", choices=["ops", "data", "optimizers", "schedules", "updates", "weight-space"])
+    listing.set_defaults(run=cmd_list)
     return parser
 
 

@@ -145,6 +145,24 @@ def test_ops_lists_every_op(capsys):
 
 
 @pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("data", ["digits(split: str = 'train'", "bars_and_stripes(size: int = 4)"]),
+        ("optimizers", ["sam(lr: float, rho: float = 0.05", "lion(lr: float = 0.0001"]),
+        ("schedules", ["warmup_cosine(warmup: int"]),
+        ("updates", ["contrastive_divergence(model, data, k: int = 1", "equilibrium_propagation(model, x, state, target"]),
+        ("weight-space", ["weight_matching(model: block, to: block"]),
+        ("ops", ["linear(x: tensor, features: int"]),
+    ],
+)
+def test_list_shows_what_a_spec_can_name(capsys, kind, expected):
+    code, out, _ = run(capsys, "list", kind)
+    assert code == 0
+    for signature in expected:
+        assert signature in out
+
+
+@pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["summary", GPT, "--model", "GTP"], "no model `GTP`"),
