@@ -19,6 +19,8 @@ def mixture_weights(args: dict) -> np.ndarray:
 
 
 def mixture_means(args: dict) -> np.ndarray:
+    if args["means"] is not None:
+        return np.asarray(args["means"], dtype=float)
     rng = task_rng(args["seed"], "gaussian_mixture")
     return args["spread"] * rng.standard_normal((args["components"], args["dim"]))
 
@@ -51,10 +53,23 @@ def _weights_problem(weights: object, components: int) -> str | None:
     return None
 
 
+def _means_problem(means: object, components: int, dim: int) -> str | None:
+    def is_point(row: object) -> bool:
+        return isinstance(row, (tuple, list)) and len(row) == dim and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in row
+        )
+
+    if not isinstance(means, (tuple, list)) or len(means) != components or not all(map(is_point, means)):
+        return f"means must be none or a list of {components} lists of {dim} numbers (one point per component), got {means!r}"
+    return None
+
+
 def _mixture_problem(args: dict) -> str | None:
     if args["dim"] < 1 or args["components"] < 1:
         return f"gaussian_mixture needs dim >= 1 and components >= 1, got {args['dim']} and {args['components']}"
     if args["weights"] is not None and (problem := _weights_problem(args["weights"], args["components"])):
+        return problem
+    if args["means"] is not None and (problem := _means_problem(args["means"], args["components"], args["dim"])):
         return problem
     if args["spread"] < 0:
         return f"spread must be >= 0, got {args['spread']}"
@@ -63,13 +78,13 @@ def _mixture_problem(args: dict) -> str | None:
 
 register_generator(
     "gaussian_mixture",
-    "dim: int = 2, components: int = 3, weights: any? = none, spread: float = 5.0, seed: int = 0",
+    "dim: int = 2, components: int = 3, weights: any? = none, spread: float = 5.0, seed: int = 0, means: any? = none",
     _mixture_fields,
     _mixture_sampler,
     "A Gaussian mixture (Bishop 2006, ch. 9): component ~ Categorical(weights) as i64 "
     "(uniform when weights is none; weights are normalised), x ~ N(mean[component], I) as "
-    "f32[dim]. The means are N(0, spread^2 I), fixed by `seed`. The sampler exposes `.means` "
-    "and `.weights`.",
+    "f32[dim]. The means are `means` (one list of dim numbers per component) or, when that is "
+    "none, N(0, spread^2 I), fixed by `seed`. The sampler exposes `.means` and `.weights`.",
     validate=_mixture_problem,
 )
 
@@ -130,4 +145,34 @@ register_generator(
     "is radius * (cos(k pi / 4), sin(k pi / 4)) for a uniform k in 0..7, plus N(0, std^2) per "
     "coordinate.",
     validate=_eight_problem,
+)
+
+
+def _uniform_fields(args: dict) -> dict:
+    return {"x": Field("f32", (args["dim"],))}
+
+
+def _uniform_sampler(args: dict) -> NumpyStreamSampler:
+    def draw(batch_size: int, rng: np.random.Generator) -> dict:
+        return {"x": rng.uniform(args["low"], args["high"], size=(batch_size, args["dim"]))}
+
+    return NumpyStreamSampler(draw, _uniform_fields(args))
+
+
+def _uniform_problem(args: dict) -> str | None:
+    if args["dim"] < 1:
+        return f"uniform_points needs dim >= 1, got {args['dim']}"
+    if args["high"] <= args["low"]:
+        return f"uniform_points needs high > low, got low = {args['low']} and high = {args['high']}"
+    return None
+
+
+register_generator(
+    "uniform_points",
+    "dim: int = 2, low: float = -1.0, high: float = 1.0",
+    _uniform_fields,
+    _uniform_sampler,
+    "Points uniform in the box [low, high]^dim as x f32[dim]: e.g. the starting points of "
+    "Langevin samplers (Song & Ermon 2019 start from uniform noise).",
+    validate=_uniform_problem,
 )

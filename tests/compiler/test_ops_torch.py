@@ -447,6 +447,7 @@ TESTED_ELSEWHERE = {
     "binary_states": "test_enumeration.py",
     "ot_pairing": "test_transport.py",
     "sliced_wasserstein": "test_transport.py",
+    "langevin": "test_sampling.py",
 }
 
 

@@ -41,6 +41,7 @@ SMALL = {
     "ibp_certified.pspec": ["--set", "width=8"],
     "rbm_cd.pspec": ["--set", "visible=9", "--set", "hidden=4"],
     "flow_matching_ot.pspec": ["--model", "ConditionalFlow", "--set", "width=8", "--set", "fine_steps=3"],
+    "score_matching.pspec": ["--set", "width=8", "--set", "layers=2"],
     "memno.pspec": ["--model", "MemNO", "--set", "resolution=8", "--set", "width=6", "--set", "modes=3", "--set", "state=4"],
 }
 BROKEN = """model Broken(d: int = 8) {
