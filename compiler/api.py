@@ -11,7 +11,11 @@ from paperspec.compiler.diagnostics import SpecError, UsageError, did_you_mean
 from paperspec.compiler.elaborate import CompilationUnit, Compiler
 from paperspec.compiler.ir import BlockGraph, count_parameters
 from paperspec.compiler.passes.cse import eliminate_common_subexpressions
-from paperspec.compiler.passes.unused import eliminate_dead_code, unused_values
+from paperspec.compiler.passes.unused import (
+    drop_unused_bindings,
+    eliminate_dead_code,
+    unused_values,
+)
 from paperspec.compiler.passes.validate import validate
 
 
@@ -123,6 +127,7 @@ class Spec:
         functions = [phase.loss for phase in procedure.phases]
         functions.extend(evaluation.metrics for evaluation in procedure.evaluations)
         for graph in functions:
+            drop_unused_bindings(graph)
             eliminate_common_subexpressions(graph)
         return torch_backend.generate_procedure(procedure.modules, functions, self.path)
 

@@ -57,20 +57,32 @@ def unused_values(graph: BlockGraph) -> list:
 
 
 def eliminate_dead_code(graph: BlockGraph) -> BlockGraph:
-    """Drops computations whose results nothing uses; submodules (and their weights) stay."""
+    """Drops computations whose results nothing uses; submodules (and their weights) stay. Random
+    draws stay too: they advance the generator, so dropping one would change the draws after it."""
     for current in walk(graph):
-        changed = True
-        while changed:
-            used = _used(current)
-            dead = [n for n in current.nodes() if n.id not in used and _removable(n)]
-            current.graph.remove_nodes_from(n.id for n in dead)
-            changed = bool(dead)
+        _drop_unused(current, random_draws=False)
     return graph
 
 
-def _removable(node) -> bool:
+def drop_unused_bindings(function: BlockGraph) -> BlockGraph:
+    """A procedure's loss or metrics without the bindings only the other functions read, random
+    draws included: the loss must not run, at every step, a sampler that only a metric uses."""
+    _drop_unused(function, random_draws=True)
+    return function
+
+
+def _drop_unused(current: BlockGraph, random_draws: bool) -> None:
+    changed = True
+    while changed:
+        used = _used(current)
+        dead = [n for n in current.nodes() if n.id not in used and _removable(n, random_draws)]
+        current.graph.remove_nodes_from(n.id for n in dead)
+        changed = bool(dead)
+
+
+def _removable(node, random_draws: bool) -> bool:
     if node.op in ("input", "param"):
         return False
     opdef = get_op(node.op)
-    return node.op in ("call", "repeat") or (opdef is not None and not opdef.stochastic)
+    return node.op in ("call", "repeat") or (opdef is not None and (random_draws or not opdef.stochastic))
 

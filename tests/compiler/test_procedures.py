@@ -391,3 +391,18 @@ def test_a_checkpoint_step_that_was_never_saved():
     )
     with pytest.raises(SpecError, match="saves no checkpoint at step 3"):
         procedures(body)
+
+
+def test_the_loss_does_not_compute_what_only_metrics_read():
+    """A binding only a metric reads (here a random draw and a second forward pass) is checked
+    on the training data but not computed at every training step."""
+    spec = paperspec.loads(HEAD + textwrap.dedent(_with("  steps 10\n", """\
+          steps 10
+          noisy = net(batch.x + randn([batch.x.shape[0], 8]))
+          eval every 5 { robust = accuracy(noisy, batch.y) }
+        """)), "p.pspec")
+    source = spec.procedure_source("fit")
+    loss = source[source.index("def loss_0"):source.index("def metrics")]
+    metrics = source[source.index("def metrics"):]
+    assert "randn" not in loss and loss.count("self.net(") == 1
+    assert "randn" in metrics
