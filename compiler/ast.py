@@ -243,6 +243,7 @@ class TrainEval:
     data: Expr | None
     metrics: tuple  # of Metric
     span: Span
+    batch: Expr | None = None  # examples per evaluation batch (default: the last phase's batch)
 
 
 @dataclass(frozen=True)

@@ -245,8 +245,8 @@ class _AstBuilder(Transformer):
         return tuple(str(c) for c in children)
 
     def train_eval(self, meta, children):
-        every, data, metrics = children
-        return ast.TrainEval(every, data, metrics, self.span(meta))
+        every, data, batch, metrics = children
+        return ast.TrainEval(every, data, metrics, self.span(meta), batch)
 
     def metrics(self, meta, children):
         return tuple(

@@ -64,6 +64,7 @@ class EvalSpec:
     data: DataSource
     metrics: BlockGraph  # one output per metric, named as the metric
     span: object
+    batch: int | None = None  # examples per evaluation batch; None: the last phase's batch
 
 
 @dataclass
@@ -532,7 +533,8 @@ class ProcedureElaborator:
             value = self.eval_in(graph, expr, settings, only_needed=True)
             self.require_scalar(value, metric.value, f"metric `{name}`")
             graph.outputs.append((name, value.ref, metric.span))
-        return EvalSpec(every, data, graph, stmt.span)
+        batch = self.positive_int(stmt.batch, "eval batch") if stmt.batch is not None else None
+        return EvalSpec(every, data, graph, stmt.span, batch)
 
     def _final_loss_expr(self, span):
         if not any(isinstance(s, ast.TrainSetting) and s.key == "loss" for s in _settings_anywhere(self.definition.body)):

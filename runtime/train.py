@@ -408,8 +408,8 @@ class Trainer:
 
     def make_eval_batches(self) -> list:
         """Per `eval` statement: (its metrics method, batches of its data, each batch's weight)."""
-        size = self.procedure.phases[-1].batch if self.procedure.phases else 64
-        return [self.eval_set(evaluation, index, size) for index, evaluation in enumerate(self.procedure.evaluations)]
+        default = self.procedure.phases[-1].batch if self.procedure.phases else 64
+        return [self.eval_set(e, index, e.batch or default) for index, e in enumerate(self.procedure.evaluations)]
 
     def eval_set(self, evaluation, index: int, size: int) -> tuple:
         sampler = get_generator(evaluation.data.generator).sampler(evaluation.data.args)

@@ -92,6 +92,7 @@ ERRORS = [
     ("negative seed", _with("  steps 10\n", "  steps 10\n  seed -1\n"), 12, 8, "seed must be an integer >= 0", None),
     ("zero checkpoint interval", _with("  steps 10\n", "  steps 10\n  checkpoint every 0\n"), 12, 20, "checkpoint interval must be an integer >= 1", None),
     ("zero eval interval", _with("  steps 10\n", "  steps 10\n  eval every 0 { loss }\n"), 12, 14, "eval interval must be an integer >= 1", None),
+    ("zero eval batch", _with("  steps 10\n", "  steps 10\n  eval batch 0 { loss }\n"), 12, 14, "eval batch must be an integer >= 1", None),
     # procedures and their dependencies
     ("after an unknown procedure", _with("train fit {", "train fit after teachr {"), 6, 17, "unknown procedure `teachr` in `after`", None),
     ("dependency cycle", _with("train fit {", "train fit after fit {"), 6, 17, "procedure `fit` depends on itself through `after`", None),

@@ -630,3 +630,25 @@ def test_epochs_need_a_finite_dataset(tmp_path):
     text = BASIC.replace("SEED", "0").replace("  steps 24\n", "  epochs 2\n").replace("  checkpoint every 8\n", "").replace("  eval every 8", "  eval")
     with pytest.raises(TrainingError, match="endless stream"):
         run(write(tmp_path, text), tmp_path)
+
+
+def test_eval_batch_sets_how_many_examples_a_metric_sees_at_once(tmp_path):
+    """A metric that is not a mean over examples (here the largest value) is exact over the
+    whole set only when one batch holds it: `eval on D batch N`."""
+    import numpy as np
+
+    values = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 8), np.float32)
+    np.savez(tmp_path / "ten.npz", x=values, y=np.zeros(10, np.int64))
+    body = BASIC.replace("SEED", "0").replace(
+        "  eval every 8 { accuracy(net(batch.x), batch.y); loss }\n",
+        "  eval on ten batch 10 { largest = max(batch.x) }\n  eval on ten batch 4 { mean_of_batch_maxima = max(batch.x) }\n",
+    )
+    spec = write(tmp_path, 'data ten = npz("ten.npz", fields = ["x", "y"])\n' + body)
+    trainer = Trainer(spec, out_root=str(tmp_path / "runs"), progress=False)
+    trainer.build()
+    whole, fours = trainer.make_eval_batches()
+    assert [len(arguments[0]) for arguments in whole[1]] == [10]
+    assert sorted(len(arguments[0]) for arguments in fours[1]) == [2, 4, 4]
+    metrics = run(spec, tmp_path).metrics
+    assert metrics["largest"] == 9.0
+    assert metrics["mean_of_batch_maxima"] < 9.0
