@@ -46,6 +46,16 @@ class Instance:
     generic: bool = False  # its graph was compiled with symbolic sizes, to serve uses at several sizes
     applications: list = field(default_factory=list)
 
+    def attribute(self, name: str, span):
+        """`net.width`: the value of a parameter the instance was made with (or its default), so
+        a procedure can size a tensor by its model instead of repeating the number."""
+        if name in self.args:
+            return self.args[name]
+        from paperspec.compiler.diagnostics import SpecError, did_you_mean
+
+        block = self.block.definition.name
+        raise SpecError(f"`{block}` has no parameter `{name}`", span, did_you_mean(name, self.args) or f"parameters: {', '.join(self.args) or 'none'}")
+
 
 def describe(value: object) -> str:
     """How a value is named in error messages."""

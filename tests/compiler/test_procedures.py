@@ -92,6 +92,7 @@ ERRORS = [
     ("negative seed", _with("  steps 10\n", "  steps 10\n  seed -1\n"), 12, 8, "seed must be an integer >= 0", None),
     ("zero checkpoint interval", _with("  steps 10\n", "  steps 10\n  checkpoint every 0\n"), 12, 20, "checkpoint interval must be an integer >= 1", None),
     ("zero eval interval", _with("  steps 10\n", "  steps 10\n  eval every 0 { loss }\n"), 12, 14, "eval interval must be an integer >= 1", None),
+    ("unknown model parameter", _with("  steps 10\n", "  steps 10\n  h = zeros([net.clases])\n"), 12, 14, "`MLP` has no parameter `clases`", "did you mean `classes`?"),
     ("zero eval batch", _with("  steps 10\n", "  steps 10\n  eval batch 0 { loss }\n"), 12, 14, "eval batch must be an integer >= 1", None),
     # procedures and their dependencies
     ("after an unknown procedure", _with("train fit {", "train fit after teachr {"), 6, 17, "unknown procedure `teachr` in `after`", None),
@@ -407,3 +408,15 @@ def test_the_loss_does_not_compute_what_only_metrics_read():
     metrics = source[source.index("def metrics"):]
     assert "randn" not in loss and loss.count("self.net(") == 1
     assert "randn" in metrics
+
+
+def test_a_procedure_reads_its_models_parameters():
+    """`net.classes` is the argument the model was made with (or its default): a binding sized by
+    the model does not repeat the number."""
+    spec = paperspec.loads(HEAD + textwrap.dedent(_with("  loss cross_entropy(net(batch.x), batch.y)\n", """\
+          wide = MLP(classes = 3)
+          loss cross_entropy(net(batch.x), batch.y) + mean(zeros([net.classes + net.n + wide.classes]))
+        """)), "p.pspec")
+    graph = spec.procedure("fit").phases[0].loss
+    shapes = [node.types[0].shape for node in graph.nodes() if node.op == "zeros"]
+    assert shapes == [(13,)]
