@@ -87,6 +87,10 @@ class Spec:
         self.graph(model, **params)
         return self._warnings[(model, tuple(sorted(params.items(), key=lambda item: item[0])))]
 
+    def procedure_warnings(self) -> list:
+        """Warnings about the training procedures (bindings nothing reads), after they elaborate."""
+        return [warning for procedure in self.procedures().values() for warning in procedure.warnings]
+
     def check(self) -> list:
         """Elaborates every model with its default parameters, and every training procedure and
         claim; returns the model names."""

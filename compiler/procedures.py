@@ -84,6 +84,7 @@ class Procedure:
     evaluations: list = field(default_factory=list)  # one EvalSpec per `eval` statement, on one schedule
     checkpoint_every: int | None = None
     seed: int = 0
+    warnings: list = field(default_factory=list)  # SpecWarnings: bindings nothing reads
 
     @property
     def evaluation(self) -> EvalSpec | None:
@@ -236,6 +237,7 @@ class ProcedureElaborator:
         self.procedure.seed = self.int_setting(settings.get("seed"), DEFAULTS["seed"], "seed", minimum=0)
         if self.evaluation_only(settings, phases):
             self.procedure.evaluations = self.evaluations(settings["eval"], settings.get("lets", []))
+            self.procedure.warnings = _unread_bindings(self.definition.body, settings.get("lets", []))
             return self.procedure
         for index, (phase, bindings) in enumerate(phases or [(None, {})]):
             own, own_freeze = dict(settings), list(freeze)
@@ -264,6 +266,7 @@ class ProcedureElaborator:
         unused = [m for m in self.procedure.models if self.declared[m].graph is None and m not in self.procedure.emas]
         if unused:
             raise SpecError(f"model `{unused[0]}` is never used by a loss", self.declared[unused[0]].span)
+        self.procedure.warnings = _unread_bindings(self.definition.body, settings.get("lets", []))
         return self.procedure
 
     def setting(self, stmt, settings: dict, freeze: list) -> None:
@@ -574,6 +577,21 @@ def _needed_bindings(lets: list, expr) -> list:
             needed.append(stmt)
             wanted |= _names(stmt.value)
     return needed[::-1]
+
+
+def _unread_bindings(body: tuple, lets: list) -> list:
+    """A warning for each binding that no loss, update rule or metric reads, even through other
+    bindings: it is checked, but nothing computes it."""
+    from paperspec.compiler.passes.unused import SpecWarning
+
+    roots = [s.value for s in _settings_anywhere(body) if isinstance(s, ast.TrainSetting) and s.key in OBJECTIVES]
+    roots += [metric.value for s in body if isinstance(s, ast.TrainEval) for metric in s.metrics]
+    read = {id(stmt) for root in roots for stmt in _needed_bindings(lets, root)}
+    return [
+        SpecWarning(f"`{stmt.targets[0]}` is bound but no loss or metric reads it", stmt.span)
+        for stmt in lets
+        if id(stmt) not in read
+    ]
 
 
 def _names(node) -> set:

@@ -84,6 +84,8 @@ def cmd_check(args) -> int:
             for warning in spec.warnings(model):
                 print(warning.format(), file=sys.stderr)
         procedures, claims = spec.procedures(), spec.claims()
+        for warning in spec.procedure_warnings():
+            print(warning.format(), file=sys.stderr)
         extra = f", {_count(len(procedures), 'procedure')}, {_count(len(claims), 'claim')}" if procedures else ""
         print(f"ok  {path}  ({_count(len(models), 'model')}: {', '.join(models) or '-'}{extra})")
     return EXIT_SPEC_ERROR if failed else 0

@@ -420,3 +420,24 @@ def test_a_procedure_reads_its_models_parameters():
     graph = spec.procedure("fit").phases[0].loss
     shapes = [node.types[0].shape for node in graph.nodes() if node.op == "zeros"]
     assert shapes == [(13,)]
+
+
+def test_a_binding_nothing_reads_is_a_warning_at_its_line():
+    spec = paperspec.loads(HEAD + textwrap.dedent(_with("  loss cross_entropy(net(batch.x), batch.y)\n", """\
+          logits = net(batch.x)
+          scaled = 2.0 * logits
+          forgotten = net(batch.x + 1.0)
+          loss cross_entropy(logits, batch.y)
+          eval { sharp = accuracy(scaled, batch.y) }
+        """)), "p.pspec")
+    warnings = spec.procedure_warnings()
+    assert [(w.message, w.span.line) for w in warnings] == [("`forgotten` is bound but no loss or metric reads it", 11)]
+
+
+def test_check_prints_procedure_warnings(tmp_path, capsys):
+    from paperspec.runtime.cli import main
+
+    path = tmp_path / "p.pspec"
+    path.write_text(HEAD + _with("  steps 10\n", "  steps 10\n  unused = net(batch.x)\n"))
+    assert main(["check", str(path)]) == 0
+    assert "p.pspec:12:3: warning: `unused` is bound but no loss or metric reads it" in capsys.readouterr().err

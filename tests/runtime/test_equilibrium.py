@@ -3,6 +3,7 @@ backprop through an unrolled relaxation (the two agree as beta -> 0), and the op
 
 import pytest
 import torch
+
 import paperspec
 from paperspec.runtime.onnx import export
 from paperspec.runtime.relaxation import relax
