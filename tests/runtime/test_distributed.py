@@ -36,7 +36,8 @@ def train(tmp_path: Path, out: str, *extra: str) -> dict:
     spec.write_text(SPEC)
     command = [sys.executable, "-m", "paperspec.runtime.cli", "train", str(spec), "--out", str(tmp_path / out), "--quiet", *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
+    # A failing rank's own traceback comes first; torchrun's summary of the ranks comes last.
+    assert result.returncode == 0, result.stderr[:4000] + "\n...\n" + result.stderr[-1500:]
     (weights,) = (tmp_path / out).glob("ddp/run/*/checkpoints/step_0000012/net.safetensors")
     return load_file(weights)
 
