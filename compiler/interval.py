@@ -133,26 +133,68 @@ def interval_args(node, intervals: set) -> list:
     return names
 
 
-def interval_values(graph: BlockGraph) -> set:
-    """The values of `graph` that depend on its inputs, when every input is a box."""
+def interval_values(graph: BlockGraph, boxed: set | None = None) -> set:
+    """The values of `graph` that depend on its inputs, when the inputs whose node ids are in
+    `boxed` (every input, if None) are boxes."""
     intervals: set = set()
     for node in graph.nodes():
-        if node.op == "input" or (node.op != "param" and any(ref in intervals for ref in node.inputs())):
+        if node.op == "input":
+            held = boxed is None or node.id in boxed
+        else:
+            held = node.op != "param" and any(ref in intervals for ref in node.inputs())
+        if node.op == "repeat" and held:
+            _, carried = iteration_boxes(node, intervals)
+            intervals.update(ValueRef(node.id, i) for i, is_box in enumerate(carried) if is_box)
+        elif held:
             intervals.update(ValueRef(node.id, i) for i in range(len(node.types)))
     return intervals
 
 
-def check_interval_graph(graph: BlockGraph) -> list:
-    """Checks that every op on an interval has a rule; returns the graphs whose interval method
-    the generated code needs (`graph` and the blocks it calls on intervals)."""
-    intervals, needed = interval_values(graph), [graph]
+def iteration_boxes(node, intervals: set) -> tuple:
+    """For each iteration of a repeat node, the ids of its body's inputs that are intervals, and
+    which carried values are intervals after the last one: a carried point becomes an interval
+    once an iteration makes it depend on one, so iterations of one body may differ."""
+    info = node.derived["repeat"]
+    carried = [ref in intervals for ref in node.args["carried"]]
+    free = {name: ref in intervals for name, ref in zip(info.free, node.args["free"])}
+    boxes = []
+    for body in info.bodies:
+        held = carried + [free[spec.name] for spec in body.inputs[len(carried):]]
+        boxed = {spec.node for spec, is_box in zip(body.inputs, held) if is_box}
+        boxes.append(boxed)
+        inside = interval_values(body, boxed)
+        carried = [ref in inside for _, ref, _ in body.outputs]
+    return boxes, carried
+
+
+def check_interval_graph(graph: BlockGraph, boxed: set | None = None) -> list:
+    """Checks that every op on an interval has a rule, in repeat bodies too; returns the graphs
+    whose interval method the generated code needs (`graph` and the blocks it calls on intervals)."""
+    intervals, needed = interval_values(graph, boxed), [graph]
     for node in graph.nodes():
         held = interval_args(node, intervals)
         if node.op == "call" and held:
-            needed.extend(g for g in check_interval_graph(node.derived["graph"]) if all(g is not n for n in needed))
+            _add_new(needed, check_interval_graph(node.derived["graph"]))
+        elif node.op == "repeat" and held:
+            _check_repeat(node, intervals, needed)
         elif held:
             _check_rule(graph, node, held)
     return needed
+
+
+def _check_repeat(node, intervals: set, needed: list) -> None:
+    """A repeat body is bounded inline, iteration by iteration: its ops need rules, and the
+    blocks it calls need interval methods, but the body's own class (if any) does not."""
+    boxes, _ = iteration_boxes(node, intervals)
+    checked: list = []
+    for body, boxed in zip(node.derived["repeat"].bodies, boxes):
+        if not any(body is seen and boxed == seen_boxed for seen, seen_boxed in checked):
+            checked.append((body, boxed))
+            _add_new(needed, check_interval_graph(body, boxed)[1:])
+
+
+def _add_new(needed: list, graphs: list) -> None:
+    needed.extend(g for g in graphs if all(g is not n for n in needed))
 
 
 def _check_rule(graph: BlockGraph, node, held: list) -> None:

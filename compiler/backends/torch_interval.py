@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections import ChainMap
 
 from paperspec.compiler.backends.pysource import CodeWriter, identifier
-from paperspec.compiler.interval import MONOTONE, RULES, check_interval_graph, interval_values
+from paperspec.compiler.interval import (
+    MONOTONE,
+    RULES,
+    check_interval_graph,
+    interval_values,
+    iteration_boxes,
+)
 from paperspec.compiler.ir import BlockGraph, ValueRef
 
 METHOD = "interval_bounds"
@@ -39,16 +45,19 @@ def _normalise(expression: str) -> str:
 
 
 class IntervalEmitter:
-    """Writes `def interval_bounds(self, x_lower, x_upper, ...)`, returning each output's bounds."""
+    """Writes `def interval_bounds(self, x_lower, x_upper, ...)`, returning each output's bounds.
+    An emitter with a `parent` writes one iteration of a repeat body into the parent's method, the
+    body's inputs whose node ids are in `boxed` being intervals."""
 
-    def __init__(self, graph: BlockGraph, out: CodeWriter, reserved: set):
+    def __init__(self, graph: BlockGraph, out: CodeWriter, reserved: set, parent: IntervalEmitter | None = None, boxed: set | None = None):
         from paperspec.compiler.backends.torch import FunctionEmitter  # which imports this module
 
         self.graph, self.out = graph, out
-        self.points = FunctionEmitter(graph, out, reserved)  # names values and lowers point ops
-        self.intervals = interval_values(graph)
+        # names values and lowers point ops
+        self.points = FunctionEmitter(graph, out, reserved, parent.points if parent else None)
+        self.intervals = interval_values(graph, boxed)
         self.ends: dict[ValueRef, tuple] = {}
-        self.body = CodeWriter()
+        self.body = parent.body if parent else CodeWriter()
         self.current = -1  # the node being emitted
 
     # ---- what rules use ----
@@ -108,6 +117,8 @@ class IntervalEmitter:
                 self.emit_point(node)
             elif node.op == "call":
                 self.emit_call(node)
+            elif node.op == "repeat":
+                self.emit_repeat(node)
             else:
                 self.emit_rule(node)
 
@@ -146,6 +157,44 @@ class IntervalEmitter:
         names = self.output_names(node)
         targets = ", ".join(end for pair in names for end in pair)
         self.body.line(f"{targets} = {self.module(node)}.{METHOD}({', '.join(arguments)})")
+
+    def emit_repeat(self, node) -> None:
+        """Unrolled: each iteration bounds its body's values from the bounds the one before left,
+        with the body's own layers taken from the iteration's item of the repeat's ModuleList."""
+        info = node.derived["repeat"]
+        boxes, _ = iteration_boxes(node, self.intervals)
+        carried = [self.bounds(ref) for ref in node.args["carried"]]
+        free = {name: self.bounds(ref) for name, ref in zip(info.free, node.args["free"])}
+        for index, (body, boxed) in enumerate(zip(info.bodies, boxes)):
+            inner = IntervalEmitter(body, self.out, self.points.reserved, self, boxed)
+            inner.points.module_access = self.iteration_modules(node, body, index)
+            inner.bind_inputs(carried + [free[spec.name] for spec in body.inputs[len(carried):]])
+            inner.emit_nodes()
+            carried = [inner.bounds(ref) for _, ref, _ in body.outputs]
+        for index, ends in enumerate(carried):
+            ref = ValueRef(node.id, index)
+            if ref in self.intervals:
+                self.ends[ref] = ends
+            else:
+                self.points.expressions[ref] = ends[0]
+
+    def iteration_modules(self, node, body: BlockGraph, index: int):
+        """Module access inside iteration `index` of a repeat, as its forward code reaches them."""
+        mode, outer = node.derived["repeat"].mode, self.points.module_access
+        if mode == "none":
+            return outer
+        item = f"{outer(node.module)}[{index}]"
+        if mode == "single":  # the item is the body's one layer
+            return lambda name: item if name in body.modules else outer(name)
+        return lambda name: f"{item}.{identifier(name)}" if name in body.modules else outer(name)
+
+    def bind_inputs(self, ends: list) -> None:
+        """Binds the body's inputs to the (lower, upper) sources of the values they read."""
+        for spec, (lower, upper) in zip(self.graph.inputs, ends):
+            ref = ValueRef(spec.node)
+            if ref in self.intervals:
+                self.ends[ref] = (lower, upper)
+            self.points.expressions[ref] = lower
 
     def output_names(self, node) -> list:
         pairs = []

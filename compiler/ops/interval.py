@@ -30,7 +30,8 @@ register(
     "interval bound propagation (Gowal et al. 2018): (lower, upper) bounds of the block f's output over "
     "every input x with lower <= x <= upper, elementwise. Each op of f gets an interval rule: affine "
     "layers (linear, conv, @ a weight) in center-radius form W mu + b, |W| r; monotone ops (relu, "
-    "sigmoid, tanh, ...) and shape ops on both ends; + and -, and products sign-aware",
+    "sigmoid, tanh, ...) and shape ops on both ends; + and -, and products sign-aware; repeat bodies "
+    "iteration by iteration",
     category="verification",
     block_inputs=lambda call: {"f": [call["lower"]]},
     not_exportable="interval bounds are for certified training and verification; export the bounded model itself",

@@ -244,3 +244,225 @@ def test_submodule_named_like_the_method_keeps_working():
     spec = model_spec("in x: f32[B, 4]; interval_bounds = linear(x, 3); out interval_bounds", "<name>")
     module = spec.build("M")
     assert "interval_bounds_.weight" in module.state_dict()
+
+
+# Repeats, bounded iteration by iteration: alike iterations (a loop over one layer, over a block,
+# over a body class of two layers with a residual and a value from outside the loop, or applying
+# one instance defined outside), iterations that differ (the body reads the index), a repeat in a
+# repeat, and the same residual network written out layer by layer.
+REPEATS = """
+block Layer(width: int = 8) {
+  in x: f32[B, 8]
+  out x + relu(linear(x, width)) * 0.5
+}
+
+block Stacked() {
+  in x: f32[B, 4]
+  h = linear(x, 8)
+  repeat 3 { h = Layer()(h) }
+  out linear(h, 3)
+}
+
+block Shared() {
+  in x: f32[B, 4]
+  h = linear(x, 8)
+  layer = Layer()
+  repeat 3 { h = layer(h) }
+  out linear(h, 3)
+}
+
+block Deep(width: int = 8, depth: int = 3) {
+  in x: f32[B, 4]
+  h = relu(linear(x, width))
+  repeat depth { h = relu(linear(h, width)) }
+  out linear(h, 3)
+}
+
+block Indexed(width: int = 8) {
+  in x: f32[B, 4]
+  h = relu(linear(x, width))
+  repeat 3 as i { h = relu(linear(h, width * (i + 1) // (i + 1))) }
+  out linear(h, 3)
+}
+
+block Residual(width: int = 8) {
+  in x: f32[B, 4]
+  h = relu(linear(x, width))
+  skip = linear(x, width)
+  repeat 2 { h = relu(linear(h, width)); h = h + relu(linear(h, width)) * -0.5 + skip }
+  out linear(h, 3)
+}
+
+block Nested() {
+  in x: f32[B, 4]
+  h = linear(x, 8)
+  repeat 2 as i { repeat 2 { h = relu(linear(h, 8)) * (i + 1) } }
+  out linear(h, 3)
+}
+
+block ResidualWrittenOut(width: int = 8) {
+  in x: f32[B, 4]
+  h = relu(linear(x, width))
+  skip = linear(x, width)
+  h = relu(linear(h, width))
+  h = h + relu(linear(h, width)) * -0.5 + skip
+  h = relu(linear(h, width))
+  h = h + relu(linear(h, width)) * -0.5 + skip
+  out linear(h, 3)
+}
+
+model Boxed(net: str = "deep") {
+  in lower: f32[B, 4]
+  in upper: f32[B, 4]
+  f = Deep() if net == "deep" else Indexed() if net == "indexed" else Residual() if net == "residual" else Stacked() if net == "stacked" else Shared() if net == "shared" else Nested() if net == "nested" else ResidualWrittenOut()
+  low, high = interval_bounds(f, lower, upper)
+  out low
+  out high
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def repeats() -> paperspec.Spec:
+    return paperspec.loads(REPEATS, "<repeats>")
+
+
+def bounds_and_samples(model, generator: torch.Generator) -> tuple:
+    """The bounds over random boxes, and f at random points of each box and at its 16 vertices."""
+    lower, upper = random_box(3, 4, generator)
+    low, high = model(lower, upper)
+    inside = lower + torch.rand(1000, *lower.shape, generator=generator) * (upper - lower)
+    points = torch.cat([inside, vertices(lower, upper)])
+    with torch.no_grad():
+        outputs = model.f(points.reshape(-1, 4)).reshape(len(points), *low.shape)
+    return low, high, outputs
+
+
+@pytest.mark.parametrize("net", ["deep", "indexed", "residual", "stacked", "shared", "nested"])
+def test_repeat_bounds_contain_sampled_points_and_vertices(repeats, net):
+    torch.manual_seed(0)
+    model = repeats.build("Boxed", net=net).eval()
+    low, high, outputs = bounds_and_samples(model, torch.Generator().manual_seed(5))
+    assert (outputs >= low - 1e-5).all() and (outputs <= high + 1e-5).all()
+    assert (outputs.amin(0) - low).max() < 10 and (high - outputs.amax(0)).max() < 10
+
+
+@pytest.mark.parametrize("net, depth", [("deep", 3), ("deep", 1), ("indexed", 3)])
+def test_repeat_relu_network_matches_a_numpy_ibp(repeats, net, depth):
+    torch.manual_seed(0)
+    model = repeats.build("Boxed", net=net).eval() if net == "indexed" else _deep_box(depth)
+    lower, upper = random_box(7, 4, torch.Generator().manual_seed(6))
+    low, high = model(lower, upper)
+    f = model.f
+    in_order = [f.linear, *(f.depth if net == "deep" else f.repeat), f.linear_1]
+    assert len(in_order) == depth + 2
+    layers = [(layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy()) for layer in in_order]
+    expected_low, expected_high = numpy_ibp(layers, lower.double().numpy(), upper.double().numpy())
+    np.testing.assert_allclose(low.detach().numpy(), expected_low, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(high.detach().numpy(), expected_high, rtol=1e-5, atol=1e-5)
+
+
+def _deep_box(depth: int) -> torch.nn.Module:
+    spec = paperspec.loads(REPEATS.replace("depth: int = 3", f"depth: int = {depth}"), "<repeats>")
+    return spec.build("Boxed", net="deep").eval()
+
+
+def test_repeat_bounds_equal_the_network_written_out(repeats):
+    """A body class of two layers, a residual and a value from outside the loop: the same bounds
+    as the same layers written one after another, with the same weights."""
+    torch.manual_seed(0)
+    looped = repeats.build("Boxed", net="residual").eval()
+    written = repeats.build("Boxed", net="written").eval()
+    looped_state, written_state = looped.state_dict(), written.state_dict()
+    assert [v.shape for v in looped_state.values()] == [v.shape for v in written_state.values()]
+    written.load_state_dict(dict(zip(written_state, looped_state.values())))
+    lower, upper = random_box(5, 4, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(looped.f(lower), written.f(lower))
+    for looped_end, written_end in zip(looped(lower, upper), written(lower, upper)):
+        torch.testing.assert_close(looped_end, written_end)
+
+
+# Carried values that stay points (the matrix M, used as a weight) and one that turns into an
+# interval in the second iteration (c, from the interval g that the first iteration makes), next
+# to a repeat with no interval input at all (P, computed as in forward).
+MIXED_REPEATS = """
+block Mixed() {
+  in x: f32[B, 4]
+  param W: [4, 4] init = normal(0.5)
+  P = W
+  repeat 2 { P = P @ W }
+  h = x @ P
+  M = W
+  c = W[0]
+  g = W[1]
+  repeat 2 {
+    c = c + g
+    g = mean(tanh(h), dim = 0)
+    h = relu(h @ M)
+    M = M * 0.5
+  }
+  out h + c
+}
+
+model Boxed() {
+  in lower: f32[B, 4]
+  in upper: f32[B, 4]
+  f = Mixed()
+  low, high = interval_bounds(f, lower, upper)
+  out low
+  out high
+}
+"""
+
+
+def test_repeat_carries_points_and_intervals_apart():
+    torch.manual_seed(0)
+    model = paperspec.loads(MIXED_REPEATS, "<mixed>").build("Boxed").eval()
+    low, high, outputs = bounds_and_samples(model, torch.Generator().manual_seed(8))
+    assert (outputs >= low - 1e-5).all() and (outputs <= high + 1e-5).all()
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(model(x, x), (model.f(x), model.f(x)))
+
+
+def test_point_repeat_is_computed_as_in_forward():
+    """x @ (W W W) is one affine map: its bounds are the exact ones of a single layer."""
+    text = MIXED_REPEATS.replace("out h + c", "out x @ P")
+    torch.manual_seed(0)
+    model = paperspec.loads(text, "<point>").build("Boxed").eval()
+    lower, upper = random_box(5, 4, torch.Generator().manual_seed(9))
+    low, high = model(lower, upper)
+    weight = model.f.W.detach().double()
+    product = (weight @ weight @ weight).numpy()
+    expected = numpy_ibp([(product.T, np.zeros(4))], lower.double().numpy(), upper.double().numpy())
+    np.testing.assert_allclose(low.detach().numpy(), expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(high.detach().numpy(), expected[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "body, message, culprit",
+    [
+        ("h = softmax(linear(h, 4))", "no interval rule for `softmax`", "softmax"),
+        ("h = relu(linear(h, 4)); h = (h @ transpose(h)) @ h", "no interval rule for `matmul` of two intervals", "h @ t"),
+        ("h = relu(linear(h, 4)); h = dropout(h)", "no interval rule for `dropout`", "dropout"),
+    ],
+)
+def test_op_without_rule_in_a_repeat_body_is_an_error_at_its_line(body, message, culprit):
+    text = f"""block Net() {{
+  in x: f32[B, 4]
+  h = linear(x, 4)
+  repeat 2 {{ {body} }}
+  out h
+}}
+model M() {{
+  in x: f32[B, 4]
+  low, high = interval_bounds(Net(), x - 0.1, x + 0.1)
+  out low
+}}
+"""
+    with pytest.raises(paperspec.SpecError) as raised:
+        paperspec.loads(text, "<unsupported>").graph("M")
+    error = raised.value
+    assert message in error.message
+    line = text.splitlines()[3]
+    assert (error.span.line, error.span.column) == (4, line.index(culprit) + 1)
+    assert "in `Net`, bounded by `interval_bounds`" in error.format()
