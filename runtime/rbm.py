@@ -56,28 +56,35 @@ class ContrastiveDivergence:
         return visible
 
     def step(self, data):
-        """Writes the negated CD estimate of the log-likelihood gradient into the parameters'
-        grads; returns the mean squared error of a mean-field reconstruction of the data."""
+        """Writes the negated estimate of the log-likelihood gradient, <.>_model - <.>_data,
+        into the parameters' grads; returns the mean squared error of a mean-field
+        reconstruction of the data."""
         import torch
 
         with torch.no_grad():
             data = self._check(data)
             data_hidden = self.hidden_probabilities(data)
-            if self.persistent:
-                start = self.chains if self.chains is not None else torch.bernoulli(data)
-            else:
-                start = data
-            model_visible = self.gibbs(start)
-            if self.persistent:
-                self.chains = model_visible
-            model_hidden = self.hidden_probabilities(model_visible)
-            positive = data.T @ data_hidden / data.shape[0]
-            negative = model_visible.T @ model_hidden / model_visible.shape[0]
-            add_grad(self.weights, negative - positive)
-            add_grad(self.visible_bias, model_visible.mean(0) - data.mean(0))
-            add_grad(self.hidden_bias, model_hidden.mean(0) - data_hidden.mean(0))
+            model_vh, model_v, model_h = self.model_term(data)
+            add_grad(self.weights, model_vh - data.T @ data_hidden / data.shape[0])
+            add_grad(self.visible_bias, model_v - data.mean(0))
+            add_grad(self.hidden_bias, model_h - data_hidden.mean(0))
             reconstruction = self.visible_probabilities(data_hidden)
             return ((reconstruction - data) ** 2).mean()
+
+    def model_term(self, data) -> tuple:
+        """<v h^T>, <v> and <h> under the model, from the ends of k-step Gibbs chains (h given
+        v in expectation)."""
+        import torch
+
+        if self.persistent:
+            start = self.chains if self.chains is not None else torch.bernoulli(data)
+        else:
+            start = data
+        visible = self.gibbs(start)
+        if self.persistent:
+            self.chains = visible
+        hidden = self.hidden_probabilities(visible)
+        return visible.T @ hidden / visible.shape[0], visible.mean(0), hidden.mean(0)
 
     def _check(self, data):
         visible, _ = self._sizes()

@@ -18,7 +18,7 @@ implemented here.
 from __future__ import annotations
 
 from paperspec.runtime.rbm import ContrastiveDivergence
-from paperspec.runtime.updates import add_grad, register_update_rule
+from paperspec.runtime.updates import register_update_rule
 
 NAME = "unbiased_contrastive_divergence"
 
@@ -62,21 +62,9 @@ class UnbiasedContrastiveDivergence(ContrastiveDivergence):
         hidden = self.hidden_probabilities(visible)
         return [visible.T @ hidden, visible.sum(0), hidden.sum(0)]
 
-    def step(self, data):
-        """Writes the negated unbiased estimate of the log-likelihood gradient into the grads;
-        returns the mean squared error of a mean-field reconstruction of the data."""
-        import torch
-
-        with torch.no_grad():
-            data = self._check(data)
-            data_hidden = self.hidden_probabilities(data)
-            count = data.shape[0]
-            model_vh, model_v, model_h = (total / count for total in self.model_statistics(data))
-            add_grad(self.weights, model_vh - data.T @ data_hidden / count)
-            add_grad(self.visible_bias, model_v - data.mean(0))
-            add_grad(self.hidden_bias, model_h - data_hidden.mean(0))
-            reconstruction = self.visible_probabilities(data_hidden)
-            return ((reconstruction - data) ** 2).mean()
+    def model_term(self, data) -> tuple:
+        """The unbiased estimates, each pair of chains started at one example of the data."""
+        return tuple(total / data.shape[0] for total in self.model_statistics(data))
 
 
 register_update_rule(
